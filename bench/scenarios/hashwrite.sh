@@ -1,0 +1,47 @@
+# shellcheck shell=bash
+# hashwrite: what this machine needs to SHA-256 the test blob and write it to the bench filesystem.
+
+# hash_write_onepass: the blob streamed once, tee'd into openssl (hash) and dd (write + fsync). Seconds.
+hash_write_onepass() {
+  local dst=$RUN_DIR/hashwrite.out fifo=$RUN_DIR/hashwrite.fifo t0 t1 sum dd_pid
+  mkfifo "$fifo"
+  t0=$EPOCHREALTIME
+  dd of="$dst" bs=1M conv=fsync status=none <"$fifo" &
+  dd_pid=$!
+  sum=$(tee "$fifo" <"$BLOB" | openssl dgst -sha256 -r | cut -d' ' -f1)
+  wait "$dd_pid"
+  t1=$EPOCHREALTIME
+  rm -f "$fifo" "$dst"
+  [ "sha256:$sum" = "$BLOB_DIGEST" ] || die "hashwrite: digest mismatch"
+  secs "$t0" "$t1"
+}
+
+scenario_hashwrite() {
+  ensure_blob
+  local r hash write once dst=$RUN_DIR/hashwrite.out
+  for ((r = 1; r <= ROUNDS; r++)); do
+    wait_quiet
+    once=$(hash_write_onepass)
+    hash=$(timed openssl dgst -sha256 "$BLOB")
+    write=$(timed dd if="$BLOB" of="$dst" bs=1M conv=fsync status=none)
+    rm -f "$dst"
+    record hash machine "$hash"
+    record write machine "$write"
+    record seq machine "$(awk -v a="$hash" -v b="$write" 'BEGIN { printf "%.3f", a + b }')"
+    record once machine "$once"
+    log "  round $r/$ROUNDS: hash $hash s, write+fsync $write s, one-pass $once s"
+  done
+  say ""
+  say "== hashwrite: SHA-256 and write+fsync of the ${BLOB_MIB} MiB blob (source file hot in page cache) =="
+  local label metric m
+  for metric in hash write seq once; do
+    case $metric in
+      hash) label="hash only (openssl dgst)" ;;
+      write) label="write+fsync only (dd)" ;;
+      seq) label="sequential: hash, then write" ;;
+      once) label="one-pass hash+write  BASELINE" ;;
+    esac
+    m=$(median "$metric" machine)
+    say "$(printf '%-32s %8s s %8.0f MiB/s' "$label" "$m" "$(awk -v s="$m" -v n="$BLOB_MIB" 'BEGIN { print n / s }')")"
+  done
+}

@@ -9,8 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::common::oci;
+use super::common::registry::push_layout;
 use super::common::{Server, cmd, run, server};
-use super::push_layout;
 use tempfile::TempDir;
 
 /// A private containerd (own root, state, sockets; CRI disabled), killed by PID on drop.
@@ -143,7 +143,7 @@ fn containerd_pulls_directly_over_plain_http() {
     let server = Server::start();
     let tmp = TempDir::new().unwrap();
     let image = oci::write_oci_layout(tmp.path(), "ctr-direct", &[300 << 10, 1 << 10]);
-    push_layout(&server, tmp.path(), "ctr-direct", "node/app:v1");
+    push_layout(&server, &[], tmp.path(), "ctr-direct", "node/app:v1");
 
     let containerd = Containerd::start();
     let name = format!("{}/node/app:v1", server.addr);
@@ -163,7 +163,7 @@ fn containerd_pulls_through_a_hosts_toml_mirror_with_ns() {
     let server = Server::start();
     let tmp = TempDir::new().unwrap();
     let image = oci::write_oci_layout(tmp.path(), "ctr-mirror", &[200 << 10]);
-    push_layout(&server, tmp.path(), "ctr-mirror", "library/app:v2");
+    push_layout(&server, &[], tmp.path(), "ctr-mirror", "library/app:v2");
 
     let containerd = Containerd::start();
     let certs_d = containerd.hosts_dir("example.test", &server.addr);

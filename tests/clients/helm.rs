@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use super::common::oci;
+use super::common::registry::{get_manifest, json};
 use super::common::{Server, cmd, run};
-use super::{get_manifest, json};
 use tempfile::TempDir;
 
 /// A helm command whose cache, config and data live under `home`.

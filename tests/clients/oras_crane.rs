@@ -5,8 +5,8 @@
 use std::fs;
 
 use super::common::oci::{self, OCI_INDEX};
+use super::common::registry::{get_manifest, json};
 use super::common::{Server, cmd, http, run};
-use super::{get_manifest, json};
 use tempfile::TempDir;
 
 fn crane(args: &[&str]) -> String {

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use super::common::oci;
+use super::common::registry::{get_manifest, json, push_layout};
 use super::common::{Server, cmd, run};
-use super::{get_manifest, json, push_layout};
 use tempfile::TempDir;
 
 /// A `podman` (or `buildah`) command whose storage lives entirely under `root`.
@@ -45,7 +45,7 @@ fn podman_push_and_pull_round_trip() {
     let tmp = TempDir::new().unwrap();
     let src = tmp.path().join("src");
     let image = oci::write_oci_layout(&src, "podman", &[256 << 10, 64 << 10]);
-    push_layout(&server, &src, "podman", "podman/src:v1");
+    push_layout(&server, &[], &src, "podman", "podman/src:v1");
 
     let first = tmp.path().join("podman-a");
     let src_ref = format!("{}/podman/src:v1", server.addr);

@@ -5,8 +5,8 @@
 use std::fs;
 
 use super::common::oci::{self, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use super::common::registry::{get_manifest, json, skopeo_copy, skopeo_inspect_raw};
 use super::common::{Server, cmd, http, run, run_fail, server};
-use super::{get_manifest, json, skopeo_copy, skopeo_inspect_raw};
 use tempfile::TempDir;
 
 #[test]

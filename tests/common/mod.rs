@@ -6,6 +6,7 @@
 pub mod cmd;
 pub mod http;
 pub mod oci;
+pub mod registry;
 pub mod server;
 
 pub use cmd::{cmd, run, run_capture, run_fail, tool};

@@ -60,6 +60,7 @@ fn helm_push_and_pull_a_chart() {
     assert_eq!(layer["digest"], oci::digest_of(&chart));
 
     let chart_ref = format!("{repo}/dockyard-demo");
+    fs::create_dir(home.join("pulled")).unwrap();
     run(&mut helm(
         home,
         &[

@@ -1,0 +1,372 @@
+//! Registry configuration: the commonly used subset of distribution's `config.yml`, with
+//! the same `REGISTRY_<SECTION>_<KEY>` environment overrides. Unknown keys and sections
+//! Dockyard does not implement produce warnings, never a crash.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
+
+mod lenient;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Config {
+    #[serde(default)]
+    pub version: Option<Value>,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    #[serde(default)]
+    pub proxy: Option<ProxyConfig>,
+    #[serde(default)]
+    pub validation: ValidationConfig,
+    /// Sections distribution has and Dockyard ignores (each named in a warning).
+    #[serde(flatten)]
+    pub ignored: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LogConfig {
+    pub level: Option<String>,
+    pub formatter: Option<String>,
+    #[serde(default)]
+    pub accesslog: AccessLogConfig,
+    pub fields: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AccessLogConfig {
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StorageConfig {
+    pub filesystem: Option<FilesystemConfig>,
+    #[serde(default, deserialize_with = "lenient::present")]
+    pub inmemory: Option<Value>,
+    #[serde(default, deserialize_with = "lenient::present")]
+    pub s3: Option<Value>,
+    #[serde(default)]
+    pub delete: DeleteConfig,
+    pub maintenance: Option<Value>,
+    pub cache: Option<Value>,
+    pub redirect: Option<Value>,
+    pub tag: Option<Value>,
+    /// Other drivers distribution has (azure, gcs, swift, ...): reported as unsupported.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FilesystemConfig {
+    pub rootdirectory: Option<PathBuf>,
+    pub maxthreads: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DeleteConfig {
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HttpConfig {
+    pub addr: Option<String>,
+    pub net: Option<String>,
+    pub prefix: Option<String>,
+    pub host: Option<String>,
+    pub secret: Option<String>,
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub relativeurls: bool,
+    pub draintimeout: Option<String>,
+    pub tls: Option<TlsConfig>,
+    pub headers: Option<BTreeMap<String, Vec<String>>>,
+    pub debug: Option<Value>,
+    pub http2: Option<Value>,
+    pub h2c: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TlsConfig {
+    pub certificate: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    #[serde(default)]
+    pub clientcas: Vec<PathBuf>,
+    pub minimumtls: Option<String>,
+    pub letsencrypt: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuthConfig {
+    pub htpasswd: Option<HtpasswdConfig>,
+    pub token: Option<Value>,
+    pub silly: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HtpasswdConfig {
+    pub realm: Option<String>,
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ProxyConfig {
+    pub remoteurl: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ttl: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ValidationConfig {
+    #[serde(default)]
+    pub manifests: ManifestValidation,
+    pub disabled: Option<Value>,
+    pub enabled: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ManifestValidation {
+    /// Dockyard extension: the largest manifest accepted, in bytes (default 4 MiB).
+    #[serde(default, deserialize_with = "lenient::u64_opt")]
+    pub maxsize: Option<u64>,
+    pub urls: Option<Value>,
+    pub indexes: Option<Value>,
+}
+
+/// Which storage backend the configuration selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageKind {
+    Filesystem(PathBuf),
+    InMemory,
+}
+
+/// A loaded configuration and the warnings it produced.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Loads `path` (if any) and applies `REGISTRY_*` overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_owned(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Config::parse(&text, env)
+    }
+
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let mut root: Value = if text.trim().is_empty() {
+            Value::Mapping(Mapping::new())
+        } else {
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Invalid(e.to_string()))?
+        };
+        if !root.is_mapping() {
+            return Err(ConfigError::Invalid(
+                "the configuration must be a YAML mapping".into(),
+            ));
+        }
+        let mut overrides: Vec<_> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("REGISTRY_"))
+            .collect();
+        // Shorter keys first, so REGISTRY_STORAGE=s3 applies before REGISTRY_STORAGE_S3_BUCKET.
+        overrides.sort_by_key(|(k, _)| k.len());
+        for (key, value) in overrides {
+            apply_env(&mut root, &key, value);
+        }
+        let mut warnings = Vec::new();
+        let config: Config = serde_ignored::deserialize(root, |path| {
+            warnings.push(format!("unknown configuration key {path}, ignored"));
+        })
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        warnings.extend(config.unsupported_warnings());
+        Ok(Loaded { config, warnings })
+    }
+
+    fn unsupported_warnings(&self) -> Vec<String> {
+        let mut w: Vec<String> = self
+            .ignored
+            .keys()
+            .map(|k| match k.as_str() {
+                "notifications" | "redis" | "health" | "reporting" | "middleware"
+                | "compatibility" | "loglevel" | "catalog" => {
+                    format!("configuration section {k} is not supported by Dockyard, ignored")
+                }
+                other => format!("unknown configuration key {other}, ignored"),
+            })
+            .collect();
+        let s = &self.storage;
+        for (key, set) in [
+            ("maintenance", s.maintenance.is_some()),
+            ("cache", s.cache.is_some()),
+            ("redirect", s.redirect.is_some()),
+        ] {
+            if set {
+                w.push(format!(
+                    "storage.{key} is not supported by Dockyard, ignored"
+                ));
+            }
+        }
+        if self
+            .http
+            .prefix
+            .as_deref()
+            .is_some_and(|p| !p.is_empty() && p != "/")
+        {
+            w.push("http.prefix is not supported by Dockyard, ignored".into());
+        }
+        w
+    }
+
+    /// The selected storage backend; exactly one may be configured.
+    pub fn storage_kind(&self, default_root: &Path) -> Result<StorageKind, ConfigError> {
+        let s = &self.storage;
+        let mut chosen: Vec<&str> = Vec::new();
+        if s.filesystem.is_some() {
+            chosen.push("filesystem");
+        }
+        if s.inmemory.is_some() {
+            chosen.push("inmemory");
+        }
+        if s.s3.is_some() {
+            chosen.push("s3");
+        }
+        chosen.extend(s.other.keys().map(String::as_str));
+        match chosen.as_slice() {
+            [] => Ok(StorageKind::Filesystem(default_root.to_owned())),
+            ["filesystem"] => {
+                let root = s.filesystem.as_ref().and_then(|f| f.rootdirectory.clone());
+                Ok(StorageKind::Filesystem(
+                    root.unwrap_or_else(|| default_root.to_owned()),
+                ))
+            }
+            ["inmemory"] => Ok(StorageKind::InMemory),
+            ["s3"] => Err(ConfigError::Invalid(
+                "storage.s3 is not available in this build yet; use storage.filesystem".into(),
+            )),
+            [other] => Err(ConfigError::Invalid(format!(
+                "storage driver {other:?} is not supported (supported: filesystem, inmemory)"
+            ))),
+            many => Err(ConfigError::Invalid(format!(
+                "more than one storage driver configured: {}",
+                many.join(", ")
+            ))),
+        }
+    }
+
+    /// The address to listen on; Go-style `:5000` means every interface.
+    pub fn listen_addr(&self) -> String {
+        match self.http.addr.as_deref().map(str::trim) {
+            None | Some("") => "0.0.0.0:5000".to_owned(),
+            Some(a) if a.starts_with(':') => format!("0.0.0.0{a}"),
+            Some(a) => a.to_owned(),
+        }
+    }
+
+    pub fn max_manifest_size(&self) -> u64 {
+        self.validation.manifests.maxsize.unwrap_or(4 << 20)
+    }
+}
+
+const STORAGE_DRIVERS: &[&str] = &[
+    "filesystem",
+    "inmemory",
+    "s3",
+    "azure",
+    "gcs",
+    "swift",
+    "oss",
+];
+const AUTH_PROVIDERS: &[&str] = &["htpasswd", "token", "silly"];
+
+/// Applies one `REGISTRY_A_B_C=value` override to the config tree (`a.b.c = value`).
+fn apply_env(root: &mut Value, key: &str, value: String) {
+    let path: Vec<String> = key["REGISTRY_".len()..]
+        .split('_')
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if path.iter().any(String::is_empty) {
+        return;
+    }
+    // REGISTRY_STORAGE=s3 / REGISTRY_AUTH=htpasswd select the driver or provider.
+    if let [section] = path.as_slice() {
+        let choices = match section.as_str() {
+            "storage" => STORAGE_DRIVERS,
+            "auth" => AUTH_PROVIDERS,
+            _ => &[][..],
+        };
+        if choices.contains(&value.as_str()) {
+            if let Value::Mapping(map) = child(root, section) {
+                let kept = map.get(value.as_str()).filter(|v| v.is_mapping()).cloned();
+                map.retain(|k, _| !k.as_str().is_some_and(|k| choices.contains(&k)));
+                map.insert(
+                    Value::from(value.clone()),
+                    kept.unwrap_or(Value::Mapping(Mapping::new())),
+                );
+            }
+            return;
+        }
+    }
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = root;
+    for p in parents {
+        node = child(node, p);
+    }
+    if let Value::Mapping(m) = node {
+        m.insert(Value::from(last.clone()), Value::from(value));
+    }
+}
+
+/// The value under `key` in `node`, made a mapping if it was not one (as distribution
+/// replaces a scalar when an override addresses a key below it).
+fn child<'a>(node: &'a mut Value, key: &str) -> &'a mut Value {
+    if !node.is_mapping() {
+        *node = Value::Mapping(Mapping::new());
+    }
+    match node {
+        Value::Mapping(m) => {
+            let slot = m.entry(Value::from(key)).or_insert(Value::Null);
+            if !slot.is_mapping() {
+                *slot = Value::Mapping(Mapping::new());
+            }
+            slot
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,47 @@
+//! Deserializers that accept what `REGISTRY_*` environment overrides produce (strings)
+//! as well as native YAML values, and that tell a present-but-empty key from a missing one.
+
+use serde::{Deserialize, Deserializer, de::Error};
+use serde_yaml::Value;
+
+/// A bool given as YAML bool or as the strings "true"/"false".
+pub fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Bool(b) => Ok(b),
+        Value::Null => Ok(false),
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Ok(true),
+            "false" | "no" | "0" | "" => Ok(false),
+            other => Err(D::Error::custom(format!(
+                "expected true or false, got {other:?}"
+            ))),
+        },
+        other => Err(D::Error::custom(format!(
+            "expected true or false, got {other:?}"
+        ))),
+    }
+}
+
+/// An optional unsigned integer given as a YAML number or a numeric string.
+pub fn u64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::Number(n) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("expected a positive integer, got {n}"))),
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("expected a positive integer, got {s:?}"))),
+        other => Err(D::Error::custom(format!(
+            "expected a positive integer, got {other:?}"
+        ))),
+    }
+}
+
+/// `Some` whenever the key is present, even as `inmemory:` with no value.
+pub fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}

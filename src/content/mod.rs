@@ -1,0 +1,165 @@
+//! OCI semantics over a storage driver, with no HTTP types: blobs, upload sessions,
+//! manifests, tags, referrers and the catalog. Handlers in `registry` call this layer;
+//! it calls only [`crate::storage`].
+
+pub mod blobs;
+pub mod catalog;
+pub mod manifests;
+pub mod referrers;
+#[cfg(test)]
+mod tests;
+pub mod uploads;
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::oci::{Digest, ManifestError, RepoName};
+use crate::storage::{Driver, StorageError};
+
+pub use blobs::{BlobRange, BlobReader};
+pub use manifests::{Manifest, PutManifest};
+pub use uploads::UploadSessions;
+
+/// Errors of the content layer; `registry::error` maps them to OCI codes.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("blob unknown to registry: {0}")]
+    BlobUnknown(Digest),
+    #[error("manifest unknown: {0}")]
+    ManifestUnknown(String),
+    #[error("repository name not known to registry: {0}")]
+    NameUnknown(RepoName),
+    #[error("upload session unknown: {0}")]
+    UploadUnknown(String),
+    #[error("digest mismatch: expected {expected}, content is {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("manifest invalid: {0}")]
+    ManifestInvalid(#[from] ManifestError),
+    #[error("manifest is {size} bytes, larger than the {limit}-byte limit")]
+    ManifestTooLarge { size: u64, limit: u64 },
+    #[error("manifest references {0}, which is not in the repository")]
+    ManifestBlobUnknown(Digest),
+    #[error("chunk starts at {given}, but the upload is at {expected}: upload chunks in order")]
+    ChunkOutOfOrder { given: u64, expected: u64 },
+    #[error("request body ended early: {0}")]
+    Body(io::Error),
+    #[error("deleting is disabled on this registry (storage.delete.enabled)")]
+    DeleteDisabled,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+pub type Result<T, E = ContentError> = std::result::Result<T, E>;
+
+/// Limits and switches of the content layer.
+#[derive(Debug, Clone)]
+pub struct ContentOptions {
+    pub delete_enabled: bool,
+    pub max_manifest_size: u64,
+}
+
+impl Default for ContentOptions {
+    fn default() -> Self {
+        ContentOptions {
+            delete_enabled: false,
+            max_manifest_size: 4 << 20,
+        }
+    }
+}
+
+/// The registry's content, backed by one storage driver.
+#[derive(Clone)]
+pub struct Content {
+    pub(crate) driver: Arc<dyn Driver>,
+    pub(crate) options: ContentOptions,
+    uploads: Arc<UploadSessions>,
+}
+
+impl Content {
+    pub fn new(driver: Arc<dyn Driver>, options: ContentOptions) -> Content {
+        Content {
+            uploads: Arc::new(UploadSessions::default()),
+            driver,
+            options,
+        }
+    }
+
+    pub fn driver_name(&self) -> &'static str {
+        self.driver.name()
+    }
+
+    /// Reads a link file; `None` if it does not exist.
+    pub(crate) async fn read_link(&self, path: &str) -> Result<Option<Digest>> {
+        match self.driver.get_content(path).await {
+            Ok(body) => {
+                let text = String::from_utf8_lossy(&body);
+                let digest = text.trim().parse().map_err(|e| {
+                    StorageError::io(
+                        path,
+                        io::Error::new(io::ErrorKind::InvalidData, format!("corrupt link: {e}")),
+                    )
+                })?;
+                Ok(Some(digest))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(crate) async fn write_link(&self, path: &str, digest: &Digest) -> Result<()> {
+        Ok(self
+            .driver
+            .put_content(path, crate::storage::layout::link_body(digest))
+            .await?)
+    }
+
+    pub(crate) async fn exists(&self, path: &str) -> Result<bool> {
+        match self.driver.stat(path).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes `path`, treating "already gone" as success.
+    pub(crate) async fn remove(&self, path: &str) -> Result<()> {
+        match self.driver.delete(path).await {
+            Err(e) if !e.is_not_found() => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn require_delete(&self) -> Result<()> {
+        if self.options.delete_enabled {
+            Ok(())
+        } else {
+            Err(ContentError::DeleteDisabled)
+        }
+    }
+
+    /// Lists a directory, empty when it does not exist.
+    pub(crate) async fn list_or_empty(&self, path: &str) -> Result<Vec<String>> {
+        match self.driver.list(path).await {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_not_found() => Ok(vec![]),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A body stream as the content layer consumes it.
+pub trait BodyStream: futures::Stream<Item = io::Result<Bytes>> + Send + Unpin {}
+impl<T: futures::Stream<Item = io::Result<Bytes>> + Send + Unpin> BodyStream for T {}
+
+/// Applies `n`/`last` pagination to a sorted list: entries after `last`, at most `n`.
+/// Returns the page and whether more entries follow.
+pub fn paginate(sorted: Vec<String>, n: Option<usize>, last: Option<&str>) -> (Vec<String>, bool) {
+    let start = last.map_or(0, |l| sorted.partition_point(|x| x.as_str() <= l));
+    let rest = &sorted[start..];
+    match n {
+        Some(n) if n < rest.len() => (rest[..n].to_vec(), true),
+        _ => (rest.to_vec(), false),
+    }
+}

@@ -1,0 +1,12 @@
+//! Dockyard: an OCI Distribution v1.1 registry server (a drop-in for registry:2) and,
+//! around it, a Kubernetes operator for registries and pull-through mirrors.
+//! See DESIGN.md for the map of modules.
+
+pub mod cli;
+pub mod config;
+pub mod content;
+pub mod oci;
+pub mod registry;
+pub mod serve;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,164 @@
+//! The one error type of the HTTP API and the one place where errors become OCI error
+//! codes and HTTP statuses. Bodies are `{"errors":[{"code","message","detail"}]}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::content::ContentError;
+use crate::oci::{NameError, RouteError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error("{0}")]
+    DigestInvalid(String),
+    #[error("{0}")]
+    UploadInvalid(String),
+    #[error("{0}")]
+    SizeInvalid(String),
+    #[error("requested range not satisfiable: {0}")]
+    RangeNotSatisfiable(String, Option<u64>),
+    #[error("{0}")]
+    PaginationInvalid(String),
+    #[error("method {0} is not allowed on this endpoint")]
+    MethodNotAllowed(String),
+}
+
+/// An OCI / Docker registry error code with its HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Code {
+    pub name: &'static str,
+    pub status: StatusCode,
+}
+
+const fn code(name: &'static str, status: StatusCode) -> Code {
+    Code { name, status }
+}
+
+pub const BLOB_UNKNOWN: Code = code("BLOB_UNKNOWN", StatusCode::NOT_FOUND);
+pub const BLOB_UPLOAD_INVALID: Code = code("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST);
+pub const BLOB_UPLOAD_UNKNOWN: Code = code("BLOB_UPLOAD_UNKNOWN", StatusCode::NOT_FOUND);
+pub const DIGEST_INVALID: Code = code("DIGEST_INVALID", StatusCode::BAD_REQUEST);
+pub const MANIFEST_BLOB_UNKNOWN: Code = code("MANIFEST_BLOB_UNKNOWN", StatusCode::BAD_REQUEST);
+pub const MANIFEST_INVALID: Code = code("MANIFEST_INVALID", StatusCode::BAD_REQUEST);
+pub const MANIFEST_UNKNOWN: Code = code("MANIFEST_UNKNOWN", StatusCode::NOT_FOUND);
+pub const NAME_INVALID: Code = code("NAME_INVALID", StatusCode::BAD_REQUEST);
+pub const NAME_UNKNOWN: Code = code("NAME_UNKNOWN", StatusCode::NOT_FOUND);
+pub const SIZE_INVALID: Code = code("SIZE_INVALID", StatusCode::BAD_REQUEST);
+pub const TAG_INVALID: Code = code("TAG_INVALID", StatusCode::BAD_REQUEST);
+pub const UNSUPPORTED: Code = code("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED);
+pub const PAGINATION_NUMBER_INVALID: Code =
+    code("PAGINATION_NUMBER_INVALID", StatusCode::BAD_REQUEST);
+pub const NOT_FOUND: Code = code("NOT_FOUND", StatusCode::NOT_FOUND);
+pub const UNKNOWN: Code = code("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR);
+
+impl ApiError {
+    /// The OCI code and HTTP status for this error.
+    pub fn code(&self) -> Code {
+        use ContentError as C;
+        match self {
+            ApiError::Content(e) => match e {
+                C::BlobUnknown(_) => BLOB_UNKNOWN,
+                C::ManifestUnknown(_) => MANIFEST_UNKNOWN,
+                C::NameUnknown(_) => NAME_UNKNOWN,
+                C::UploadUnknown(_) => BLOB_UPLOAD_UNKNOWN,
+                C::DigestMismatch { .. } => DIGEST_INVALID,
+                C::ManifestInvalid(_) => MANIFEST_INVALID,
+                C::ManifestTooLarge { .. } => {
+                    code("MANIFEST_INVALID", StatusCode::PAYLOAD_TOO_LARGE)
+                }
+                C::ManifestBlobUnknown(_) => MANIFEST_BLOB_UNKNOWN,
+                C::ChunkOutOfOrder { .. } => {
+                    code("BLOB_UPLOAD_INVALID", StatusCode::RANGE_NOT_SATISFIABLE)
+                }
+                C::Body(_) => BLOB_UPLOAD_INVALID,
+                C::DeleteDisabled => UNSUPPORTED,
+                C::Storage(_) => UNKNOWN,
+            },
+            ApiError::Route(e) => match e {
+                RouteError::NotFound => NOT_FOUND,
+                RouteError::Name(_) => NAME_INVALID,
+                RouteError::Reference(NameError::Digest(_)) => DIGEST_INVALID,
+                RouteError::Reference(_) => TAG_INVALID,
+                RouteError::UploadId => BLOB_UPLOAD_UNKNOWN,
+            },
+            ApiError::DigestInvalid(_) => DIGEST_INVALID,
+            ApiError::UploadInvalid(_) => BLOB_UPLOAD_INVALID,
+            ApiError::SizeInvalid(_) => SIZE_INVALID,
+            ApiError::RangeNotSatisfiable(..) => {
+                code("BLOB_UNKNOWN", StatusCode::RANGE_NOT_SATISFIABLE)
+            }
+            ApiError::PaginationInvalid(_) => PAGINATION_NUMBER_INVALID,
+            ApiError::MethodNotAllowed(_) => UNSUPPORTED,
+        }
+    }
+
+    /// The message clients see. Internal details stay in the server log.
+    fn message(&self) -> String {
+        match self {
+            ApiError::Content(ContentError::Storage(_)) => "internal storage error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let Code { name, status } = self.code();
+        let body = serde_json::json!({ "errors": [{ "code": name, "message": self.message(), "detail": {} }] });
+        let mut resp = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+        if let ApiError::RangeNotSatisfiable(_, Some(size)) = &self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        if let ApiError::Content(ContentError::ChunkOutOfOrder { expected, .. }) = &self
+            && let Ok(v) = HeaderValue::from_str(&format!("0-{}", expected.saturating_sub(1)))
+        {
+            resp.headers_mut().insert(header::RANGE, v);
+        }
+        // Internal errors are logged once, here, with their cause.
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_do_not_leak_paths() {
+        let e = ApiError::Content(ContentError::Storage(crate::storage::StorageError::io(
+            "/secret/path",
+            std::io::Error::other("disk on fire"),
+        )));
+        assert_eq!(e.code(), UNKNOWN);
+        assert!(!e.message().contains("/secret"));
+    }
+
+    #[test]
+    fn route_errors_map_to_spec_codes() {
+        assert_eq!(ApiError::Route(RouteError::NotFound).code(), NOT_FOUND);
+        let name_err = "Bad".parse::<crate::oci::RepoName>().unwrap_err();
+        assert_eq!(
+            ApiError::Route(RouteError::Name(name_err)).code(),
+            NAME_INVALID
+        );
+        let dig = "sha256:12".parse::<crate::oci::Reference>().unwrap_err();
+        assert_eq!(
+            ApiError::Route(RouteError::Reference(dig)).code(),
+            DIGEST_INVALID
+        );
+    }
+}

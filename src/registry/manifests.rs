@@ -1,0 +1,101 @@
+//! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use futures::StreamExt;
+
+use super::http::{CONTENT_DIGEST, OCI_SUBJECT, value};
+use super::{ApiError, ApiResult, AppState, Head};
+use crate::content::ContentError;
+use crate::oci::{Reference, RepoName};
+
+pub async fn get(
+    state: &AppState,
+    name: &RepoName,
+    reference: &Reference,
+    req: &Head,
+) -> ApiResult {
+    let m = state.content.get_manifest(name, reference).await?;
+    let etag = format!("\"{}\"", m.digest);
+    let builder = Response::builder()
+        .header(header::CONTENT_TYPE, value(&m.media_type))
+        .header(CONTENT_DIGEST, value(m.digest.to_string()))
+        .header(header::ETAG, value(&etag));
+    if req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        return Ok(builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_default());
+    }
+    let builder = builder.header(header::CONTENT_LENGTH, m.bytes.len());
+    let body = if req.method() == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(m.bytes)
+    };
+    Ok(builder.body(body).unwrap_or_default())
+}
+
+pub async fn put(
+    state: &AppState,
+    name: &RepoName,
+    reference: &Reference,
+    req: &Head,
+    body: Body,
+) -> ApiResult {
+    let limit = state.content.options.max_manifest_size;
+    let too_large = |size| ApiError::Content(ContentError::ManifestTooLarge { size, limit });
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(size) = declared.filter(|&s| s > limit) {
+        return Err(too_large(size));
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let base = state.urls.for_request(req.headers());
+    // Read at most limit+1 bytes, so an oversized body is refused without buffering it.
+    let mut body = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::Content(ContentError::Body(std::io::Error::other(e))))?;
+        buf.extend_from_slice(&chunk);
+        if buf.len() as u64 > limit {
+            return Err(too_large(buf.len() as u64));
+        }
+    }
+    let stored = state
+        .content
+        .put_manifest(name, reference, buf.freeze(), content_type.as_deref())
+        .await?;
+    let location = format!("{base}/v2/{name}/manifests/{}", stored.digest);
+    let mut resp = (
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, value(location)),
+            (CONTENT_DIGEST, value(stored.digest.to_string())),
+        ],
+    )
+        .into_response();
+    if let Some(subject) = stored.subject {
+        resp.headers_mut()
+            .insert(OCI_SUBJECT, value(subject.to_string()));
+    }
+    Ok(resp)
+}
+
+pub async fn delete(state: &AppState, name: &RepoName, reference: &Reference) -> ApiResult {
+    state.content.delete_manifest(name, reference).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}

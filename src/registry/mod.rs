@@ -1,0 +1,161 @@
+//! The HTTP API: OCI Distribution v1.1 and Docker Registry HTTP API V2. One wildcard
+//! route under `/v2/` is parsed by [`crate::oci::path`] and dispatched to one module per
+//! API area. Handlers only translate HTTP to [`crate::content`] calls and back.
+
+mod blobs;
+pub mod error;
+pub mod http;
+mod listing;
+mod manifests;
+#[cfg(test)]
+mod tests;
+mod uploads;
+
+use std::io;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use futures::TryStreamExt;
+use tracing::Instrument;
+
+use crate::content::Content;
+use crate::oci::{Route, path};
+use error::ApiError;
+use http::{API_VERSION, UrlBase};
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub content: Content,
+    pub urls: UrlBase,
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// A request without its body: method, URI and headers, shareable across awaits.
+pub type Head = axum::http::Request<()>;
+
+/// Builds the registry's HTTP application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v2", any(v2_entry))
+        .route("/v2/", any(v2_entry))
+        .route("/v2/{*rest}", any(v2_entry))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::Route(crate::oci::RouteError::NotFound) })
+        .layer(middleware::from_fn(access_log))
+        .with_state(state)
+}
+
+/// Logs one access line per request, inside a span carrying the method and URI.
+async fn access_log(req: Request, next: Next) -> Response {
+    let span = tracing::info_span!("request", method = %req.method(), uri = %req.uri());
+    let started = Instant::now();
+    let resp = next.run(req).instrument(span.clone()).await;
+    let (status, ms) = (resp.status().as_u16(), started.elapsed().as_millis() as u64);
+    span.in_scope(|| tracing::info!(target: "dockyard::access", status, ms));
+    resp
+}
+
+async fn v2_entry(State(state): State<AppState>, req: Request) -> Response {
+    let rest = req.uri().path().strip_prefix("/v2").unwrap_or("");
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let mut resp = match path::parse(rest) {
+        Ok(route) => {
+            let (parts, body) = req.into_parts();
+            let head = Head::from_parts(parts, ());
+            dispatch(&state, route, &head, body)
+                .await
+                .unwrap_or_else(IntoResponse::into_response)
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    };
+    resp.headers_mut()
+        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    resp
+}
+
+async fn dispatch(state: &AppState, route: Route, req: &Head, body: Body) -> ApiResult {
+    let method = req.method().clone();
+    let not_allowed = || Err(ApiError::MethodNotAllowed(method.to_string()));
+    match route {
+        Route::Base => match method {
+            Method::GET | Method::HEAD => {
+                Ok(([(header::CONTENT_TYPE, "application/json")], "{}").into_response())
+            }
+            _ => not_allowed(),
+        },
+        Route::Catalog => match method {
+            Method::GET => listing::catalog(state, req).await,
+            _ => not_allowed(),
+        },
+        Route::Tags { name } => match method {
+            Method::GET => listing::tags(state, &name, req).await,
+            _ => not_allowed(),
+        },
+        Route::Referrers { name, digest } => match method {
+            Method::GET => listing::referrers(state, &name, &digest, req).await,
+            _ => not_allowed(),
+        },
+        Route::Manifest { name, reference } => match method {
+            Method::GET | Method::HEAD => manifests::get(state, &name, &reference, req).await,
+            Method::PUT => manifests::put(state, &name, &reference, req, body).await,
+            Method::DELETE => manifests::delete(state, &name, &reference).await,
+            _ => not_allowed(),
+        },
+        Route::Blob { name, digest } => match method {
+            Method::GET | Method::HEAD => blobs::get(state, &name, &digest, req).await,
+            Method::DELETE => blobs::delete(state, &name, &digest).await,
+            _ => not_allowed(),
+        },
+        Route::UploadStart { name } => match method {
+            Method::POST => uploads::start(state, &name, req, body).await,
+            _ => not_allowed(),
+        },
+        Route::Upload { name, id } => match method {
+            Method::GET | Method::HEAD => uploads::status(state, &name, &id, req).await,
+            Method::PATCH => uploads::patch(state, &name, &id, req, body).await,
+            Method::PUT => uploads::put(state, &name, &id, req, body).await,
+            Method::DELETE => uploads::cancel(state, &name, &id).await,
+            _ => not_allowed(),
+        },
+    }
+}
+
+/// The request body as the content layer consumes it.
+fn body_stream(body: Body) -> impl crate::content::BodyStream {
+    body.into_data_stream().map_err(io::Error::other)
+}
+
+/// Query parameters, decoded.
+fn query(req: &Head) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    Some((decode(k)?, decode(v)?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn decode(s: &str) -> Option<String> {
+    path::percent_decode(&s.replace('+', " "))
+}
+
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}

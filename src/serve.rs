@@ -1,0 +1,225 @@
+//! The `serve` role: turns a configuration into a storage driver, the content layer and
+//! the HTTP router, listens, and shuts down gracefully on SIGTERM/SIGINT.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, ConfigError, StorageKind};
+use crate::content::{Content, ContentOptions};
+use crate::registry::{self, AppState, http::UrlBase};
+use crate::storage::{Driver, fs::FsDriver, memory::MemoryDriver};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot use storage directory {path}: {source}")]
+    StorageRoot {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{0} is configured but not supported by this build of Dockyard yet; remove it or use registry:2"
+    )]
+    Unsupported(&'static str),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Where images are stored when the configuration names no directory: `/var/lib/registry`
+/// for root (as the registry:2 image), else `$XDG_DATA_HOME/dockyard/registry`.
+pub fn default_root() -> PathBuf {
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if is_root {
+        return PathBuf::from("/var/lib/registry");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("dockyard/registry")
+}
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+fn drain_timeout(config: &Config) -> Duration {
+    let parsed = config
+        .http
+        .draintimeout
+        .as_deref()
+        .and_then(parse_go_duration);
+    parsed.unwrap_or(Duration::from_secs(10))
+}
+
+/// Parses Go durations such as `30s`, `5m`, `1h30m`, `250ms`.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest == "0" {
+        return Some(Duration::ZERO);
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 0.000_001,
+            "ns" => 0.000_000_001,
+            _ => return None,
+        };
+        total += Duration::from_secs_f64(value * secs);
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+/// Builds the application state from a configuration (creating the storage root).
+pub fn build_state(config: &Config) -> Result<(AppState, String), ServeError> {
+    if config
+        .auth
+        .as_ref()
+        .is_some_and(|a| a.htpasswd.is_some() || a.token.is_some() || a.silly.is_some())
+    {
+        return Err(ServeError::Unsupported("auth"));
+    }
+    if config
+        .http
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.certificate.is_some())
+    {
+        return Err(ServeError::Unsupported("http.tls"));
+    }
+    if config.proxy.as_ref().is_some_and(|p| p.remoteurl.is_some()) {
+        return Err(ServeError::Unsupported("proxy (pull-through cache)"));
+    }
+    let (driver, location): (Arc<dyn Driver>, String) = match config.storage_kind(&default_root())?
+    {
+        StorageKind::Filesystem(root) => {
+            std::fs::create_dir_all(&root).map_err(|source| ServeError::StorageRoot {
+                path: root.clone(),
+                source,
+            })?;
+            let location = root.display().to_string();
+            (Arc::new(FsDriver::new(root)), location)
+        }
+        StorageKind::InMemory => (
+            Arc::new(MemoryDriver::new()),
+            "memory (lost on exit)".to_owned(),
+        ),
+    };
+    let options = ContentOptions {
+        delete_enabled: config.storage.delete.enabled,
+        max_manifest_size: config.max_manifest_size(),
+    };
+    let urls = UrlBase {
+        host: config.http.host.clone(),
+        relative: config.http.relativeurls,
+        tls: false,
+    };
+    Ok((
+        AppState {
+            content: Content::new(driver, options),
+            urls,
+        },
+        location,
+    ))
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (state, location) = build_state(&config)?;
+    let addr = config.listen_addr();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+    tracing::info!(
+        listen = %local,
+        storage = state.content.driver_name(),
+        location = %location,
+        delete_enabled = config.storage.delete.enabled,
+        "dockyard registry listening on http://{local}, storing in {location}"
+    );
+    let drain = drain_timeout(&config);
+    let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = registry::router(state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = signal_rx.await;
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => return result.map_err(ServeError::Serve),
+        () = shutdown => {}
+    }
+    tracing::info!(
+        drain_secs = drain.as_secs_f64(),
+        "shutting down, draining in-flight requests"
+    );
+    let _ = signal_tx.send(());
+    match tokio::time::timeout(drain, server).await {
+        Ok(result) => result.map_err(ServeError::Serve),
+        Err(_) => {
+            tracing::warn!("drain timeout reached, closing remaining connections");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("5x"), None);
+        assert_eq!(parse_go_duration("s"), None);
+    }
+}

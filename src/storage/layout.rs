@@ -1,0 +1,168 @@
+//! The on-disk layout, identical to distribution's (registry:2), so that an existing
+//! `/var/lib/registry` is served as it is and registry:2 can read what Dockyard wrote.
+//! This is the only module that builds storage keys.
+//!
+//! ```text
+//! /docker/registry/v2/
+//! ├── blobs/<alg>/<first two hex>/<hex>/data               blob and manifest bytes
+//! └── repositories/<name>/
+//!     ├── _layers/<alg>/<hex>/link                          blob is linked into the repository
+//!     ├── _manifests/revisions/<alg>/<hex>/link             manifest is in the repository
+//!     ├── _manifests/tags/<tag>/current/link                tag points at a manifest
+//!     ├── _manifests/tags/<tag>/index/<alg>/<hex>/link      every manifest the tag has pointed at
+//!     ├── _uploads/<id>/data, startedat                     upload session in progress
+//!     └── _referrers/<alg>/<subject hex>/<alg>/<hex>/link   Dockyard: manifests whose subject is <subject>
+//! ```
+//! distribution skips `_`-prefixed directories it does not know, so `_referrers` is safe.
+
+use crate::oci::{Algorithm, Digest, RepoName, Tag};
+
+const ROOT: &str = "/docker/registry/v2";
+
+pub fn repositories_root() -> String {
+    format!("{ROOT}/repositories")
+}
+
+pub fn blob_data(d: &Digest) -> String {
+    format!(
+        "{ROOT}/blobs/{}/{}/{}/data",
+        d.algorithm().as_str(),
+        &d.hex()[..2],
+        d.hex()
+    )
+}
+
+pub fn repository(name: &RepoName) -> String {
+    format!("{ROOT}/repositories/{name}")
+}
+
+/// The directory whose presence marks a repository.
+pub fn manifests_dir(name: &RepoName) -> String {
+    format!("{ROOT}/repositories/{name}/_manifests")
+}
+
+pub fn layer_link(name: &RepoName, d: &Digest) -> String {
+    format!(
+        "{ROOT}/repositories/{name}/_layers/{}/{}/link",
+        d.algorithm().as_str(),
+        d.hex()
+    )
+}
+
+pub fn revision_link(name: &RepoName, d: &Digest) -> String {
+    format!(
+        "{}/revisions/{}/{}/link",
+        manifests_dir(name),
+        d.algorithm().as_str(),
+        d.hex()
+    )
+}
+
+pub fn tags_dir(name: &RepoName) -> String {
+    format!("{}/tags", manifests_dir(name))
+}
+
+pub fn tag_dir(name: &RepoName, tag: &Tag) -> String {
+    format!("{}/tags/{tag}", manifests_dir(name))
+}
+
+pub fn tag_current_link(name: &RepoName, tag: &Tag) -> String {
+    format!("{}/current/link", tag_dir(name, tag))
+}
+
+pub fn tag_index_link(name: &RepoName, tag: &Tag, d: &Digest) -> String {
+    format!(
+        "{}/index/{}/{}/link",
+        tag_dir(name, tag),
+        d.algorithm().as_str(),
+        d.hex()
+    )
+}
+
+pub fn upload_dir(name: &RepoName, id: &str) -> String {
+    format!("{ROOT}/repositories/{name}/_uploads/{id}")
+}
+
+pub fn upload_data(name: &RepoName, id: &str) -> String {
+    format!("{}/data", upload_dir(name, id))
+}
+
+pub fn upload_started_at(name: &RepoName, id: &str) -> String {
+    format!("{}/startedat", upload_dir(name, id))
+}
+
+/// Directory of the per-algorithm referrer links of `subject`.
+pub fn referrers_dir(name: &RepoName, subject: &Digest) -> String {
+    format!(
+        "{ROOT}/repositories/{name}/_referrers/{}/{}",
+        subject.algorithm().as_str(),
+        subject.hex()
+    )
+}
+
+pub fn referrer_link(name: &RepoName, subject: &Digest, referrer: &Digest) -> String {
+    format!(
+        "{}/{}/{}/link",
+        referrers_dir(name, subject),
+        referrer.algorithm().as_str(),
+        referrer.hex()
+    )
+}
+
+/// Directory holding links of one algorithm, e.g. `.../revisions/sha256`.
+pub fn revisions_dir(name: &RepoName, alg: Algorithm) -> String {
+    format!("{}/revisions/{}", manifests_dir(name), alg.as_str())
+}
+
+/// The body of a link file, as distribution writes it.
+pub fn link_body(d: &Digest) -> bytes::Bytes {
+    bytes::Bytes::from(d.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_distribution_paths() {
+        let d: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            .parse()
+            .unwrap();
+        let n: RepoName = "library/ubuntu".parse().unwrap();
+        let t: Tag = "latest".parse().unwrap();
+        assert_eq!(
+            blob_data(&d),
+            "/docker/registry/v2/blobs/sha256/e3/e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/data"
+        );
+        assert_eq!(
+            layer_link(&n, &d),
+            format!(
+                "/docker/registry/v2/repositories/library/ubuntu/_layers/sha256/{}/link",
+                d.hex()
+            )
+        );
+        assert_eq!(
+            tag_current_link(&n, &t),
+            "/docker/registry/v2/repositories/library/ubuntu/_manifests/tags/latest/current/link"
+        );
+        assert_eq!(
+            tag_index_link(&n, &t, &d),
+            format!(
+                "/docker/registry/v2/repositories/library/ubuntu/_manifests/tags/latest/index/sha256/{}/link",
+                d.hex()
+            )
+        );
+        assert_eq!(
+            revision_link(&n, &d),
+            format!(
+                "/docker/registry/v2/repositories/library/ubuntu/_manifests/revisions/sha256/{}/link",
+                d.hex()
+            )
+        );
+        assert_eq!(
+            upload_data(&n, "u1"),
+            "/docker/registry/v2/repositories/library/ubuntu/_uploads/u1/data"
+        );
+        assert_eq!(&link_body(&d)[..], d.to_string().as_bytes());
+    }
+}

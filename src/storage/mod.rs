@@ -1,0 +1,105 @@
+//! Storage drivers: a small trait over a hierarchical object namespace, and its
+//! implementations. Keys are built only by [`layout`]; drivers never interpret them.
+//! Every driver passes the same conformance suite (`tests.rs`).
+
+pub mod fs;
+pub mod layout;
+pub mod memory;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+/// A stream of bytes read from storage.
+pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("path not found: {0}")]
+    NotFound(String),
+    #[error("invalid storage path {0:?}")]
+    InvalidPath(String),
+    #[error("storage I/O error on {path}: {source}")]
+    Io { path: String, source: io::Error },
+}
+
+impl StorageError {
+    pub fn io(path: &str, source: io::Error) -> StorageError {
+        if source.kind() == io::ErrorKind::NotFound {
+            StorageError::NotFound(path.to_owned())
+        } else {
+            StorageError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::NotFound(_))
+    }
+}
+
+/// Metadata of an object or directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    pub size: u64,
+    pub modified: SystemTime,
+    pub is_dir: bool,
+}
+
+/// The operations the registry needs from a storage backend. Paths are `/`-separated
+/// keys starting with `/`, produced by [`layout`].
+#[async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// A short name for logs, e.g. "filesystem".
+    fn name(&self) -> &'static str;
+    /// Reads a whole small object (a link file or a manifest).
+    async fn get_content(&self, path: &str) -> Result<Bytes>;
+    /// Atomically and durably replaces the object at `path`, creating parents.
+    async fn put_content(&self, path: &str, content: Bytes) -> Result<()>;
+    /// Streams the object from `offset`, `len` bytes or to its end.
+    async fn reader(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream>;
+    /// Opens a writer appending to the object at `path`, which is created if absent.
+    async fn writer(&self, path: &str) -> Result<Box<dyn FileWriter>>;
+    /// Size, modification time and kind of what is at `path`.
+    async fn stat(&self, path: &str) -> Result<FileInfo>;
+    /// Sorted names of the direct children of the directory at `path`.
+    async fn list(&self, path: &str) -> Result<Vec<String>>;
+    /// Moves `src` to `dst`, replacing `dst`; readers see the old or the new object, never a mix.
+    async fn rename(&self, src: &str, dst: &str) -> Result<()>;
+    /// Deletes the object or the whole tree at `path`.
+    async fn delete(&self, path: &str) -> Result<()>;
+}
+
+/// An open append stream to one object.
+#[async_trait]
+pub trait FileWriter: Send {
+    /// Appends `data`; it may be buffered until `commit`.
+    async fn write(&mut self, data: Bytes) -> Result<()>;
+    /// Size of the object including everything written so far.
+    fn size(&self) -> u64;
+    /// Flushes and makes everything written durable.
+    async fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// Rejects keys that could escape the storage root.
+pub(crate) fn check_path(path: &str) -> Result<()> {
+    let ok = path.starts_with('/')
+        && path
+            .split('/')
+            .skip(1)
+            .all(|c| !c.is_empty() && c != "." && c != "..");
+    if ok || path == "/" {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidPath(path.to_owned()))
+    }
+}

@@ -177,7 +177,9 @@ impl Content {
 
     /// All tags of a repository, sorted; `NameUnknown` if the repository does not exist.
     pub async fn tags(&self, name: &RepoName) -> Result<Vec<Tag>> {
-        if !self.exists(&layout::manifests_dir(name)).await? {
+        let known = self.exists(&layout::manifests_dir(name)).await?
+            || self.exists(&layout::layers_dir(name)).await?;
+        if !known {
             return Err(ContentError::NameUnknown(name.clone()));
         }
         let mut tags: Vec<Tag> = self

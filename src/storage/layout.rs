@@ -41,6 +41,11 @@ pub fn manifests_dir(name: &RepoName) -> String {
     format!("{ROOT}/repositories/{name}/_manifests")
 }
 
+/// The directory whose presence marks a repository that has blobs linked.
+pub fn layers_dir(name: &RepoName) -> String {
+    format!("{ROOT}/repositories/{name}/_layers")
+}
+
 pub fn layer_link(name: &RepoName, d: &Digest) -> String {
     format!(
         "{ROOT}/repositories/{name}/_layers/{}/{}/link",

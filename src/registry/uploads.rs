@@ -15,7 +15,7 @@ pub async fn start(
     req: &Head,
     body: axum::body::Body,
 ) -> ApiResult {
-    let params = query(&req);
+    let params = query(req);
     if let Some(mount) = param(&params, "mount") {
         let digest: Digest = mount
             .parse()
@@ -91,7 +91,7 @@ pub async fn put(
     req: &Head,
     body: axum::body::Body,
 ) -> ApiResult {
-    let params = query(&req);
+    let params = query(req);
     let digest = parse_digest(param(&params, "digest").ok_or_else(|| {
         ApiError::DigestInvalid(
             "the digest query parameter is required to complete an upload".into(),

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 
+use super::cache::CachedManifest;
 use super::{Content, ContentError, Result};
 use crate::oci::manifest::{self, OCI_MANIFEST, ParsedManifest};
 use crate::oci::{Algorithm, Digest, Reference, RepoName, Tag};
@@ -119,6 +120,13 @@ impl Content {
 
     pub async fn get_manifest(&self, name: &RepoName, reference: &Reference) -> Result<Manifest> {
         let digest = self.resolve(name, reference).await?;
+        if let Some(hit) = self.manifests.get(&digest) {
+            return Ok(Manifest {
+                digest,
+                media_type: hit.media_type,
+                bytes: hit.bytes,
+            });
+        }
         let bytes = match self.driver.get_content(&layout::blob_data(&digest)).await {
             Ok(b) => b,
             Err(e) if e.is_not_found() => {
@@ -128,6 +136,11 @@ impl Content {
         };
         let media_type =
             manifest::detect_media_type(&bytes).unwrap_or_else(|| OCI_MANIFEST.to_owned());
+        let cached = CachedManifest {
+            bytes: bytes.clone(),
+            media_type: media_type.clone(),
+        };
+        self.manifests.insert(digest.clone(), cached);
         Ok(Manifest {
             digest,
             media_type,

@@ -3,6 +3,7 @@
 //! it calls only [`crate::storage`].
 
 pub mod blobs;
+mod cache;
 pub mod catalog;
 pub mod manifests;
 pub mod referrers;
@@ -75,12 +76,17 @@ pub struct Content {
     pub(crate) driver: Arc<dyn Driver>,
     pub(crate) options: ContentOptions,
     uploads: Arc<UploadSessions>,
+    manifests: Arc<cache::ManifestCache>,
 }
+
+/// Bytes of manifests kept in memory.
+const MANIFEST_CACHE_BYTES: usize = 16 << 20;
 
 impl Content {
     pub fn new(driver: Arc<dyn Driver>, options: ContentOptions) -> Content {
         Content {
             uploads: Arc::new(UploadSessions::default()),
+            manifests: Arc::new(cache::ManifestCache::new(MANIFEST_CACHE_BYTES)),
             driver,
             options,
         }

@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 use super::{ByteStream, Driver, FileInfo, FileWriter, Result, StorageError, check_path};
 
 /// Size of each read from a blob file when streaming it out.
-const READ_CHUNK: usize = 1 << 20;
+const READ_CHUNK: usize = 512 << 10;
 /// Bytes gathered before one write to disk is issued.
-const WRITE_BATCH: usize = 4 << 20;
+const WRITE_BATCH: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub struct FsDriver {

@@ -20,6 +20,23 @@ mod podman;
 #[path = "clients/skopeo.rs"]
 mod skopeo;
 
+#[test]
+fn registry_answers_base_and_health_endpoints() {
+    let server = common::Server::start();
+    let (status, headers, body) = common::http_get(&server.addr, "/v2/");
+    assert_eq!(status, 200);
+    let version = headers
+        .iter()
+        .find(|(k, _)| k == "docker-distribution-api-version");
+    assert_eq!(version.map(|(_, v)| v.as_str()), Some("registry/2.0"));
+    assert_eq!(body, b"{}");
+    if server.target == common::Target::Distribution {
+        eprintln!("note: distribution 2.8.2 has no /healthz without a health config");
+        return;
+    }
+    assert_eq!(common::http_get(&server.addr, "/healthz").0, 200);
+}
+
 mod helpers_check {
     //! Sanity checks of the shared helpers that every client test relies on.
     use super::common::oci;

@@ -10,7 +10,7 @@ use super::common::{Server, cmd, http, run};
 use tempfile::TempDir;
 
 fn crane(args: &[&str]) -> String {
-    run(&mut cmd("crane", args).arg("--insecure"))
+    run(cmd("crane", args).arg("--insecure"))
 }
 
 #[test]

@@ -105,12 +105,12 @@ fn buildah_uncompressed_layers_round_trip() {
 
     // skopeo would gzip the layer on the way; crane moves the layout's blobs as they are.
     let remote = format!("{}/buildah/img:v1", server.addr);
-    run(&mut cmd("crane", ["push", "--insecure"])
+    run(cmd("crane", ["push", "--insecure"])
         .arg(&layout)
         .arg(&remote));
     let served = run(&mut cmd("crane", ["digest", "--insecure", &remote]));
     assert_eq!(served.trim(), digest);
     let out = tmp.path().join("out");
-    run(&mut cmd("crane", ["pull", "--insecure", "--format", "oci", &remote]).arg(&out));
+    run(cmd("crane", ["pull", "--insecure", "--format", "oci", &remote]).arg(&out));
     oci::assert_same_image(&layout, &out, &digest);
 }

@@ -24,8 +24,8 @@ use axum::routing::{any, get};
 use futures::TryStreamExt;
 use tracing::Instrument;
 
-use crate::content::Content;
-use crate::oci::{Route, path};
+use crate::content::{Content, ContentError};
+use crate::oci::{NameError, Route, RouteError, path};
 use error::ApiError;
 use http::{API_VERSION, UrlBase};
 
@@ -73,6 +73,10 @@ async fn v2_entry(State(state): State<AppState>, req: Request) -> Response {
             dispatch(&state, route, &head, body)
                 .await
                 .unwrap_or_else(IntoResponse::into_response)
+        }
+        // A reference that is not a valid tag names no manifest: reads get 404, pushes 400.
+        Err(RouteError::Reference(NameError::Tag(tag))) if req.method() != Method::PUT => {
+            ApiError::Content(ContentError::ManifestUnknown(tag)).into_response()
         }
         Err(e) => ApiError::from(e).into_response(),
     };

@@ -61,7 +61,15 @@ async fn hostile_names_and_digests_are_rejected_with_oci_codes() {
     }
     let r = app.get("/v2/a/manifests/bad:tag").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // An invalid tag names nothing: reads are 404, a push is refused as invalid.
     let r = app.get("/v2/a/manifests/.bad").await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN".into())
+    );
+    let r = app
+        .send(Method::PUT, "/v2/a/manifests/.bad", &[], b"{}")
+        .await;
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::BAD_REQUEST, "TAG_INVALID".into())

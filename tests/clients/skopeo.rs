@@ -5,7 +5,7 @@
 use std::fs;
 
 use super::common::oci::{self, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
-use super::common::registry::{get_manifest, json, skopeo_copy, skopeo_inspect_raw};
+use super::common::registry::{get_json, get_manifest, json, skopeo_copy, skopeo_inspect_raw};
 use super::common::{Server, cmd, http, run, run_fail, server};
 use tempfile::TempDir;
 
@@ -150,6 +150,10 @@ fn skopeo_delete_removes_the_manifest_when_enabled() {
         failed.stderr.contains("manifest unknown"),
         "{}",
         failed.stderr
+    );
+    assert_eq!(
+        get_json(&server, "/v2/del/repo/tags/list"),
+        serde_json::json!({"name": "del/repo", "tags": ["kept"]})
     );
     let by_digest = format!("/v2/del/repo/manifests/{}", doomed.manifest_digest);
     assert_eq!(http::http_get(&server.addr, &by_digest).0, 404);

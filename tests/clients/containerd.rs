@@ -182,7 +182,7 @@ fn containerd_pulls_through_a_hosts_toml_mirror_with_ns() {
         resolved
             .iter()
             .chain(&fetched)
-            .any(|l| server::has_word(l, "200")),
+            .any(|l| server::has_status(l, 200)),
         "no 200 for the manifest with ?ns=example.test:\n{}",
         server.log()
     );
@@ -190,7 +190,7 @@ fn containerd_pulls_through_a_hosts_toml_mirror_with_ns() {
         let path = format!("/v2/library/app/blobs/{digest}?ns=example.test");
         let lines = server.access_lines("GET", &path);
         assert!(
-            lines.iter().any(|l| server::has_word(l, "200")),
+            lines.iter().any(|l| server::has_status(l, 200)),
             "no 200 for GET {path}:\n{}",
             server.log()
         );

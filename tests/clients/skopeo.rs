@@ -208,7 +208,7 @@ fn skopeo_second_push_mounts_blobs_across_repositories() {
             .filter(|l| l.contains("mount=") && l.contains(hex))
             .collect();
         assert!(
-            mounts.iter().any(|l| server::has_word(l, "201")),
+            mounts.iter().any(|l| server::has_status(l, 201)),
             "no cross-repo mount of {digest} answered 201; mount requests: {mounts:#?}\nlog:\n{}",
             server.log()
         );

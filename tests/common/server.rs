@@ -292,6 +292,12 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// True when an access-log `line` records HTTP status `code`: Dockyard's `status=201`,
+/// distribution's `http.response.status=201` or its combined-log `"PUT /... HTTP/1.1" 201 `.
+pub fn has_status(line: &str, code: u16) -> bool {
+    line.contains(&format!("status={code}")) || line.contains(&format!("\" {code} "))
+}
+
 /// True when `word` appears in `line` delimited by non-alphanumeric characters.
 pub fn has_word(line: &str, word: &str) -> bool {
     line.split(|c: char| !c.is_ascii_alphanumeric())

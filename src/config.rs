@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
@@ -66,13 +67,39 @@ pub struct StorageConfig {
     pub s3: Option<Value>,
     #[serde(default)]
     pub delete: DeleteConfig,
-    pub maintenance: Option<Value>,
+    #[serde(default)]
+    pub maintenance: MaintenanceConfig,
     pub cache: Option<Value>,
     pub redirect: Option<Value>,
     pub tag: Option<Value>,
     /// Other drivers distribution has (azure, gcs, swift, ...): reported as unsupported.
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MaintenanceConfig {
+    #[serde(default)]
+    pub uploadpurging: UploadPurgingConfig,
+    #[serde(default)]
+    pub readonly: ReadOnlyConfig,
+}
+
+/// Removal of abandoned upload sessions; distribution's defaults apply to missing keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UploadPurgingConfig {
+    #[serde(default, deserialize_with = "lenient::bool_opt")]
+    pub enabled: Option<bool>,
+    pub age: Option<String>,
+    pub interval: Option<String>,
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub dryrun: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ReadOnlyConfig {
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -228,7 +255,6 @@ impl Config {
             .collect();
         let s = &self.storage;
         for (key, set) in [
-            ("maintenance", s.maintenance.is_some()),
             ("cache", s.cache.is_some()),
             ("redirect", s.redirect.is_some()),
         ] {
@@ -296,6 +322,65 @@ impl Config {
 
     pub fn max_manifest_size(&self) -> u64 {
         self.validation.manifests.maxsize.unwrap_or(4 << 20)
+    }
+}
+
+/// Parses Go durations such as `30s`, `5m`, `1h30m`, `250ms`.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest == "0" {
+        return Some(Duration::ZERO);
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let secs = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 0.000_001,
+            "ns" => 0.000_000_001,
+            _ => return None,
+        };
+        total += Duration::from_secs_f64(value * secs);
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+/// What upload purging does once resolved against distribution's defaults
+/// (enabled, sessions idle for 168h, checked every 24h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadPurging {
+    pub age: Duration,
+    pub interval: Duration,
+    pub dry_run: bool,
+}
+
+impl UploadPurgingConfig {
+    pub fn resolve(&self) -> Result<Option<UploadPurging>, ConfigError> {
+        if self.enabled == Some(false) {
+            return Ok(None);
+        }
+        let duration = |key: &str, v: &Option<String>, default: u64| {
+            match v {
+            None => Ok(Duration::from_secs(default)),
+            Some(text) => parse_go_duration(text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| ConfigError::Invalid(format!("storage.maintenance.uploadpurging.{key}: {text:?} is not a duration like 168h"))),
+        }
+        };
+        Ok(Some(UploadPurging {
+            age: duration("age", &self.age, 168 * 3600)?,
+            interval: duration("interval", &self.interval, 24 * 3600)?,
+            dry_run: self.dryrun,
+        }))
     }
 }
 

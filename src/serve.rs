@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError, StorageKind};
+use crate::config::{Config, ConfigError, StorageKind, UploadPurging};
 use crate::content::{Content, ContentOptions};
 use crate::registry::{self, AppState, http::UrlBase};
 use crate::storage::{Driver, fs::FsDriver, memory::MemoryDriver};
@@ -55,37 +55,8 @@ fn drain_timeout(config: &Config) -> Duration {
         .http
         .draintimeout
         .as_deref()
-        .and_then(parse_go_duration);
+        .and_then(crate::config::parse_go_duration);
     parsed.unwrap_or(Duration::from_secs(10))
-}
-
-/// Parses Go durations such as `30s`, `5m`, `1h30m`, `250ms`.
-pub fn parse_go_duration(s: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest == "0" {
-        return Some(Duration::ZERO);
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-        let value: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let secs = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            "us" | "µs" => 0.000_001,
-            "ns" => 0.000_000_001,
-            _ => return None,
-        };
-        total += Duration::from_secs_f64(value * secs);
-        rest = &rest[unit_len..];
-    }
-    Some(total)
 }
 
 /// Builds the application state from a configuration (creating the storage root).
@@ -126,6 +97,7 @@ pub fn build_state(config: &Config) -> Result<(AppState, String), ServeError> {
     let options = ContentOptions {
         delete_enabled: config.storage.delete.enabled,
         max_manifest_size: config.max_manifest_size(),
+        read_only: config.storage.maintenance.readonly.enabled,
     };
     let urls = UrlBase {
         host: config.http.host.clone(),
@@ -162,6 +134,11 @@ pub async fn run(
         delete_enabled = config.storage.delete.enabled,
         "dockyard registry listening on http://{local}, storing in {location}"
     );
+    if let Some(purging) = config.storage.maintenance.uploadpurging.resolve()?
+        && !config.storage.maintenance.readonly.enabled
+    {
+        tokio::spawn(purge_uploads(state.content.clone(), purging));
+    }
     let drain = drain_timeout(&config);
     let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
     let app = registry::router(state);
@@ -187,6 +164,28 @@ pub async fn run(
     }
 }
 
+/// Removes abandoned upload sessions periodically, first shortly after start.
+async fn purge_uploads(content: Content, purging: UploadPurging) {
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(60),
+        purging.interval,
+    );
+    loop {
+        ticks.tick().await;
+        match content.purge_uploads(purging.age, purging.dry_run).await {
+            Ok(0) => {}
+            Ok(n) if purging.dry_run => tracing::info!(
+                sessions = n,
+                "upload purging (dry run): would remove idle upload sessions"
+            ),
+            Ok(n) => tracing::info!(sessions = n, "upload purging: removed idle upload sessions"),
+            Err(e) => {
+                tracing::warn!(error = %e, "upload purging failed; will retry at the next interval")
+            }
+        }
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -207,19 +206,4 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_go_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
-        assert_eq!(parse_go_duration("5x"), None);
-        assert_eq!(parse_go_duration("s"), None);
-    }
 }

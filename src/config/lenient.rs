@@ -22,6 +22,14 @@ pub fn bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     }
 }
 
+/// An optional bool, `None` when the key is absent or empty.
+pub fn bool_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        other => bool(other).map(Some).map_err(D::Error::custom),
+    }
+}
+
 /// An optional unsigned integer given as a YAML number or a numeric string.
 pub fn u64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match Value::deserialize(d)? {

@@ -180,3 +180,65 @@ fn unknown_keys_warn_and_bad_values_fail_clearly() {
             .contains("not supported")
     );
 }
+
+#[test]
+fn go_durations() {
+    assert_eq!(parse_go_duration("30s"), Some(Duration::from_secs(30)));
+    assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
+    assert_eq!(parse_go_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+    assert_eq!(parse_go_duration("5x"), None);
+    assert_eq!(parse_go_duration("s"), None);
+}
+
+#[test]
+fn maintenance_like_distribution() {
+    let c = Config::parse("", vec![]).unwrap().config;
+    let p = c
+        .storage
+        .maintenance
+        .uploadpurging
+        .resolve()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (p.age, p.interval, p.dry_run),
+        (
+            Duration::from_secs(168 * 3600),
+            Duration::from_secs(86400),
+            false
+        )
+    );
+    assert!(!c.storage.maintenance.readonly.enabled);
+    let yaml = "storage:\n  maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: true\n";
+    let c = Config::parse(yaml, vec![]).unwrap().config;
+    assert_eq!(c.storage.maintenance.uploadpurging.resolve().unwrap(), None);
+    assert!(c.storage.maintenance.readonly.enabled);
+    let c = Config::parse(
+        "",
+        env(&[
+            ("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE", "2h"),
+            ("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_INTERVAL", "10m"),
+        ]),
+    )
+    .unwrap()
+    .config;
+    let p = c
+        .storage
+        .maintenance
+        .uploadpurging
+        .resolve()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (p.age, p.interval),
+        (Duration::from_secs(7200), Duration::from_secs(600))
+    );
+    let c = Config::parse(
+        "",
+        env(&[("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE", "soon")]),
+    )
+    .unwrap()
+    .config;
+    assert!(c.storage.maintenance.uploadpurging.resolve().is_err());
+}

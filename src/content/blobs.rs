@@ -58,6 +58,7 @@ impl Content {
         digest: &Digest,
         from: &RepoName,
     ) -> Result<bool> {
+        self.require_writable()?;
         if !self.exists(&layout::layer_link(from, digest)).await?
             || !self.blob_stored(digest).await?
         {

@@ -1,43 +1,140 @@
-//! The catalog: every repository under `repositories/`, found the way distribution finds
-//! them (a directory holding `_manifests` is a repository; other `_` directories are skipped).
+//! Walking the repositories tree: the catalog (a directory holding `_manifests` is a
+//! repository, as distribution decides; other `_` directories are not descended into), and
+//! purging upload sessions abandoned for longer than a given age.
+
+use std::time::{Duration, SystemTime};
 
 use super::{Content, Result};
+use crate::oci::RepoName;
 use crate::storage::layout;
 
+/// A directory under `repositories/` and the `_`-prefixed entries it holds.
+struct RepoDir {
+    name: String,
+    markers: Vec<String>,
+}
+
 impl Content {
-    /// All repository names, sorted.
-    pub async fn repositories(&self) -> Result<Vec<String>> {
-        let root = layout::repositories_root();
+    async fn walk_repositories(&self) -> Result<Vec<RepoDir>> {
         let mut found = Vec::new();
         let mut pending = vec![String::new()];
         while let Some(prefix) = pending.pop() {
-            let dir = if prefix.is_empty() {
-                root.clone()
-            } else {
-                format!("{root}/{prefix}")
+            let mut markers = Vec::new();
+            for child in self
+                .list_or_empty(&layout::repository_path(&prefix))
+                .await?
+            {
+                if child.starts_with('_') {
+                    markers.push(child);
+                    continue;
+                }
+                let path = if prefix.is_empty() {
+                    child
+                } else {
+                    format!("{prefix}/{child}")
+                };
+                if self
+                    .driver
+                    .stat(&layout::repository_path(&path))
+                    .await
+                    .is_ok_and(|i| i.is_dir)
+                {
+                    pending.push(path);
+                }
+            }
+            if !markers.is_empty() {
+                found.push(RepoDir {
+                    name: prefix,
+                    markers,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// All repository names, sorted.
+    pub async fn repositories(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .walk_repositories()
+            .await?
+            .into_iter()
+            .filter(|d| {
+                d.markers.iter().any(|m| m == "_manifests") && d.name.parse::<RepoName>().is_ok()
+            })
+            .map(|d| d.name)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes upload sessions with no activity for `age`; returns how many were removed
+    /// (or, with `dry_run`, would be).
+    pub async fn purge_uploads(&self, age: Duration, dry_run: bool) -> Result<usize> {
+        let cutoff = SystemTime::now()
+            .checked_sub(age)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut purged = 0;
+        for dir in self.walk_repositories().await? {
+            let Ok(name) = dir.name.parse::<RepoName>() else {
+                continue;
             };
-            for child in self.list_or_empty(&dir).await? {
-                if child == "_manifests" {
-                    found.push(prefix.clone());
-                } else if !child.starts_with('_') {
-                    let path = if prefix.is_empty() {
-                        child
-                    } else {
-                        format!("{prefix}/{child}")
-                    };
-                    if self
-                        .driver
-                        .stat(&format!("{root}/{path}"))
-                        .await
-                        .is_ok_and(|i| i.is_dir)
-                    {
-                        pending.push(path);
-                    }
+            if !dir.markers.iter().any(|m| m == "_uploads") {
+                continue;
+            }
+            for id in self.list_or_empty(&layout::uploads_dir(&name)).await? {
+                let data = self.driver.stat(&layout::upload_data(&name, &id)).await;
+                let started = self
+                    .driver
+                    .stat(&layout::upload_started_at(&name, &id))
+                    .await;
+                let last_active = [data, started]
+                    .into_iter()
+                    .filter_map(|s| s.ok())
+                    .map(|s| s.modified)
+                    .max();
+                if last_active.is_some_and(|t| t >= cutoff) {
+                    continue;
+                }
+                purged += 1;
+                if !dry_run {
+                    self.discard_upload(&name, &id).await?;
                 }
             }
         }
-        found.retain(|n| n.parse::<crate::oci::RepoName>().is_ok());
-        found.sort();
-        Ok(found)
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::ContentOptions;
+    use crate::storage::memory::MemoryDriver;
+
+    #[tokio::test]
+    async fn purges_only_idle_sessions() {
+        let c = Content::new(
+            std::sync::Arc::new(MemoryDriver::new()),
+            ContentOptions::default(),
+        );
+        let name: RepoName = "a/b".parse().unwrap();
+        let id = c.start_upload(&name).await.unwrap();
+        assert_eq!(
+            c.purge_uploads(Duration::from_secs(3600), false)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(c.purge_uploads(Duration::ZERO, true).await.unwrap(), 1);
+        assert!(
+            c.upload_offset(&name, &id).await.is_ok(),
+            "dry run keeps the session"
+        );
+        assert_eq!(c.purge_uploads(Duration::ZERO, false).await.unwrap(), 1);
+        assert!(c.upload_offset(&name, &id).await.is_err());
+        assert!(
+            c.repositories().await.unwrap().is_empty(),
+            "a repository with only uploads is not listed"
+        );
     }
 }

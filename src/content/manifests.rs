@@ -34,6 +34,7 @@ impl Content {
         bytes: Bytes,
         content_type: Option<&str>,
     ) -> Result<PutManifest> {
+        self.require_writable()?;
         let limit = self.options.max_manifest_size;
         if bytes.len() as u64 > limit {
             return Err(ContentError::ManifestTooLarge {

@@ -48,6 +48,8 @@ pub enum ContentError {
     Body(io::Error),
     #[error("deleting is disabled on this registry (storage.delete.enabled)")]
     DeleteDisabled,
+    #[error("the registry is in read-only mode (storage.maintenance.readonly)")]
+    ReadOnly,
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -59,6 +61,7 @@ pub type Result<T, E = ContentError> = std::result::Result<T, E>;
 pub struct ContentOptions {
     pub delete_enabled: bool,
     pub max_manifest_size: u64,
+    pub read_only: bool,
 }
 
 impl Default for ContentOptions {
@@ -66,6 +69,7 @@ impl Default for ContentOptions {
         ContentOptions {
             delete_enabled: false,
             max_manifest_size: 4 << 20,
+            read_only: false,
         }
     }
 }
@@ -137,7 +141,16 @@ impl Content {
         }
     }
 
+    pub(crate) fn require_writable(&self) -> Result<()> {
+        if self.options.read_only {
+            Err(ContentError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
     pub(crate) fn require_delete(&self) -> Result<()> {
+        self.require_writable()?;
         if self.options.delete_enabled {
             Ok(())
         } else {

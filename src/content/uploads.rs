@@ -46,6 +46,7 @@ impl UploadSessions {
 impl Content {
     /// Starts a session and returns its id.
     pub async fn start_upload(&self, name: &RepoName) -> Result<String> {
+        self.require_writable()?;
         let id = uuid::Uuid::new_v4().to_string();
         let started = rfc3339(SystemTime::now());
         self.driver
@@ -76,6 +77,7 @@ impl Content {
         start: Option<u64>,
         body: impl BodyStream,
     ) -> Result<u64> {
+        self.require_writable()?;
         let slot = self.uploads.slot(id);
         let mut state = slot.lock().await;
         self.append_locked(&mut state, name, id, start, body).await
@@ -174,6 +176,7 @@ impl Content {
         digest: &Digest,
         body: impl BodyStream,
     ) -> Result<()> {
+        self.require_writable()?;
         let slot = self.uploads.slot(id);
         let mut state = slot.lock().await;
         let offset = self.append_locked(&mut state, name, id, None, body).await?;
@@ -203,7 +206,7 @@ impl Content {
         self.discard_upload(name, id).await
     }
 
-    async fn discard_upload(&self, name: &RepoName, id: &str) -> Result<()> {
+    pub(crate) async fn discard_upload(&self, name: &RepoName, id: &str) -> Result<()> {
         self.uploads.forget(id);
         self.remove(&layout::upload_dir(name, id)).await
     }

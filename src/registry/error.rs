@@ -75,7 +75,7 @@ impl ApiError {
                     code("BLOB_UPLOAD_INVALID", StatusCode::RANGE_NOT_SATISFIABLE)
                 }
                 C::Body(_) => BLOB_UPLOAD_INVALID,
-                C::DeleteDisabled => UNSUPPORTED,
+                C::DeleteDisabled | C::ReadOnly => UNSUPPORTED,
                 C::Storage(_) => UNKNOWN,
             },
             ApiError::Route(e) => match e {

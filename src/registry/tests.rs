@@ -497,3 +497,36 @@ async fn deletes_follow_configuration() {
         "BLOB_UNKNOWN"
     );
 }
+
+#[tokio::test]
+async fn read_only_mode_refuses_writes_and_serves_reads() {
+    let options = crate::content::ContentOptions {
+        read_only: true,
+        delete_enabled: true,
+        ..Default::default()
+    };
+    let app = App::with_options(options);
+    for (method, path) in [
+        (Method::POST, "/v2/ro/blobs/uploads/"),
+        (Method::PUT, "/v2/ro/manifests/v1"),
+        (Method::DELETE, "/v2/ro/manifests/v1"),
+    ] {
+        let r = app.send(method.clone(), path, &[], b"{}").await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED".into()),
+            "{method} {path}"
+        );
+        assert!(
+            r.json()["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("read-only")
+        );
+    }
+    assert_eq!(app.get("/v2/").await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/v2/ro/manifests/v1").await.code(),
+        "MANIFEST_UNKNOWN"
+    );
+}

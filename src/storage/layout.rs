@@ -23,6 +23,15 @@ pub fn repositories_root() -> String {
     format!("{ROOT}/repositories")
 }
 
+/// A directory under `repositories/`; `""` is the root itself. For walking the tree.
+pub fn repository_path(prefix: &str) -> String {
+    if prefix.is_empty() {
+        repositories_root()
+    } else {
+        format!("{ROOT}/repositories/{prefix}")
+    }
+}
+
 pub fn blob_data(d: &Digest) -> String {
     format!(
         "{ROOT}/blobs/{}/{}/{}/data",
@@ -84,8 +93,12 @@ pub fn tag_index_link(name: &RepoName, tag: &Tag, d: &Digest) -> String {
     )
 }
 
+pub fn uploads_dir(name: &RepoName) -> String {
+    format!("{ROOT}/repositories/{name}/_uploads")
+}
+
 pub fn upload_dir(name: &RepoName, id: &str) -> String {
-    format!("{ROOT}/repositories/{name}/_uploads/{id}")
+    format!("{}/{id}", uploads_dir(name))
 }
 
 pub fn upload_data(name: &RepoName, id: &str) -> String {

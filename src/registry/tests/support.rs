@@ -49,13 +49,14 @@ impl Reply {
 
 impl App {
     pub fn new(delete_enabled: bool) -> App {
-        let content = Content::new(
-            std::sync::Arc::new(MemoryDriver::new()),
-            ContentOptions {
-                delete_enabled,
-                ..ContentOptions::default()
-            },
-        );
+        App::with_options(ContentOptions {
+            delete_enabled,
+            ..ContentOptions::default()
+        })
+    }
+
+    pub fn with_options(options: ContentOptions) -> App {
+        let content = Content::new(std::sync::Arc::new(MemoryDriver::new()), options);
         App {
             router: router(AppState {
                 content,

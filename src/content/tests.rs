@@ -55,7 +55,7 @@ async fn upload_resumes_after_restart() {
     ));
     let digest = Digest::of(Algorithm::Sha256, b"hello world");
     second
-        .complete_upload(&name, &id, &digest, body(&[b"ld"]))
+        .complete_upload(&name, &id, &digest, None, body(&[b"ld"]))
         .await
         .unwrap();
     assert_eq!(second.blob_size(&name, &digest).await.unwrap(), 11);
@@ -90,7 +90,7 @@ async fn broken_body_keeps_received_bytes_for_resume() {
     c.append_upload(&name, &id, Some(3), body(&[b"def"]))
         .await
         .unwrap();
-    c.complete_upload(&name, &id, &digest, body(&[]))
+    c.complete_upload(&name, &id, &digest, None, body(&[]))
         .await
         .unwrap();
     assert_eq!(c.blob_size(&name, &digest).await.unwrap(), 6);
@@ -104,7 +104,7 @@ async fn failed_upload_leaves_no_blob_and_sha512_rehashes() {
     let id = c.start_upload(&name).await.unwrap();
     let wrong = Digest::of(Algorithm::Sha256, b"something else");
     assert!(
-        c.complete_upload(&name, &id, &wrong, body(&[b"payload"]))
+        c.complete_upload(&name, &id, &wrong, None, body(&[b"payload"]))
             .await
             .is_err()
     );
@@ -121,7 +121,7 @@ async fn failed_upload_leaves_no_blob_and_sha512_rehashes() {
         .await
         .unwrap();
     let d512 = Digest::of(Algorithm::Sha512, b"payload");
-    c.complete_upload(&name, &id, &d512, body(&[]))
+    c.complete_upload(&name, &id, &d512, None, body(&[]))
         .await
         .unwrap();
     assert_eq!(c.blob_size(&name, &d512).await.unwrap(), 7);

@@ -167,19 +167,23 @@ impl Content {
         Ok(HashState { hasher, offset })
     }
 
-    /// Appends the final chunk, verifies `digest` and moves the blob into place.
+    /// Appends the final chunk (at `start`, if given), verifies `digest` and moves the blob
+    /// into place.
     /// On a digest mismatch the session is discarded and nothing is stored.
     pub async fn complete_upload(
         &self,
         name: &RepoName,
         id: &str,
         digest: &Digest,
+        start: Option<u64>,
         body: impl BodyStream,
     ) -> Result<()> {
         self.require_writable()?;
         let slot = self.uploads.slot(id);
         let mut state = slot.lock().await;
-        let offset = self.append_locked(&mut state, name, id, None, body).await?;
+        let offset = self
+            .append_locked(&mut state, name, id, start, body)
+            .await?;
         let hash = match state.take() {
             Some(s) if s.offset == offset && s.hasher.algorithm() == digest.algorithm() => s,
             _ => self.rehash(name, id, digest.algorithm()).await?,

@@ -35,7 +35,7 @@ pub async fn start(
         Some(digest) => {
             state
                 .content
-                .complete_upload(name, &id, &digest, body_stream(body))
+                .complete_upload(name, &id, &digest, None, body_stream(body))
                 .await?;
             Ok(created(state, req.headers(), name, &digest))
         }
@@ -98,19 +98,10 @@ pub async fn put(
         )
     })?)?;
     // A final chunk may carry a Content-Range; it must continue where the upload is.
-    if let Some(start) = chunk_start(req.headers())? {
-        let offset = state.content.upload_offset(name, id).await?;
-        if start != offset {
-            return Err(crate::content::ContentError::ChunkOutOfOrder {
-                given: start,
-                expected: offset,
-            }
-            .into());
-        }
-    }
+    let start = chunk_start(req.headers())?;
     state
         .content
-        .complete_upload(name, id, &digest, body_stream(body))
+        .complete_upload(name, id, &digest, start, body_stream(body))
         .await?;
     Ok(created(state, req.headers(), name, &digest))
 }

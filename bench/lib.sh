@@ -60,10 +60,12 @@ describe_run() {
   say "# rounds:       $ROUNDS, server order alternates every round; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
-# wait_quiet: never measure while cargo/rustc builds (2 cores). Waits up to BENCH_BUILD_WAIT seconds.
+building() { pgrep -x 'cargo|rustc|clippy-driver|cargo-clippy' >/dev/null; }
+
+# wait_quiet: never start a round while cargo/rustc builds (2 cores). Waits up to BENCH_BUILD_WAIT seconds.
 wait_quiet() {
   local waited=0 limit=${BENCH_BUILD_WAIT:-3600}
-  while pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; do
+  while building; do
     [ "$waited" -lt "$limit" ] || die "a cargo build is still running after ${limit}s; giving up"
     [ "$waited" -gt 0 ] || log "  waiting for a running cargo/rustc build to finish..."
     sleep 10
@@ -151,6 +153,7 @@ alive() {
 stop_server() {
   local slot=$1 pid=${PID[$1]:-} i
   [ -n "$pid" ] || return 0
+  if building; then log "  ($slot: a cargo build started during this measurement; it is disturbed)"; fi
   kill "$pid" 2>/dev/null || true
   for ((i = 0; i < 100; i++)); do alive "$pid" || break; sleep 0.1; done
   if alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi

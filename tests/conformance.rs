@@ -139,6 +139,8 @@ fn released_conformance_suite_passes() {
         ("OCI_TEST_CONTENT_DISCOVERY", "1".to_string()),
         ("OCI_TEST_CONTENT_MANAGEMENT", "1".to_string()),
         ("OCI_HIDE_SKIPPED_WORKFLOWS", "0".to_string()),
+        // Mounting without `from` falls back to an upload (202); let the suite check that.
+        ("OCI_AUTOMATIC_CROSSMOUNT", "0".to_string()),
         ("OCI_REPORT_DIR", dir.path().display().to_string()),
     ];
     let junit = dir.path().join("junit.xml");
@@ -146,13 +148,11 @@ fn released_conformance_suite_passes() {
 }
 
 #[test]
+#[ignore = "the Go module proxy reachable here refuses the main-branch conformance module (403); \
+            run with --ignored where tests/setup.sh can build oci-conformance-main"]
 fn main_branch_conformance_suite_passes() {
-    // The main-branch runner is only built where the module proxy serves a recent enough
-    // pseudo-version of the suite; without it there is nothing to run.
-    let Some(binary) = find_runner(&["oci-conformance-main"]) else {
-        eprintln!("note: oci-conformance-main was not built by tests/setup.sh; skipping");
-        return;
-    };
+    let binary = find_runner(&["oci-conformance-main"])
+        .expect("oci-conformance-main not found: tests/setup.sh could not build it here");
     let server = conformance_server();
     let dir = tempfile::TempDir::new().unwrap();
     let results = dir.path().join("results");

@@ -1,0 +1,139 @@
+//! The `dockyard` command line as a user meets it: where it says it listens and stores,
+//! JSON logs, warnings for unknown configuration, and clear refusals of bad configuration.
+
+#[allow(
+    dead_code,
+    unused_imports,
+    reason = "each test crate uses a subset of the shared helpers"
+)]
+mod common;
+
+use std::process::Command;
+
+use common::http::http_get;
+use common::server::Server;
+
+fn dockyard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dockyard"))
+}
+
+#[test]
+fn json_logs_say_where_it_listens_and_stores() {
+    let server = Server::builder().env("DOCKYARD_LOG_FORMAT", "json").start();
+    let (status, _, _) = http_get(&server.addr, "/v2/?ns=docker.io");
+    assert_eq!(status, 200);
+    let log = server.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(!lines.is_empty(), "no JSON log lines in:\n{log}");
+    let start = lines
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("listening"))
+        })
+        .expect("start line");
+    assert_eq!(start["listen"], server.addr.to_string());
+    assert!(
+        start["location"].as_str().is_some_and(|l| !l.is_empty()),
+        "{start}"
+    );
+    let access = lines
+        .iter()
+        .find(|l| {
+            l["span"]["uri"]
+                .as_str()
+                .is_some_and(|u| u.contains("ns=docker.io"))
+        })
+        .expect("access line with the query");
+    assert_eq!(access["status"], 200);
+}
+
+#[test]
+fn unknown_config_keys_warn_and_the_server_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /unused\n  cache:\n    blobdescriptor: inmemory\nhttp:\n  addr: :5000\n  bogus: 1\nnotifications: {}\n",
+    )
+    .unwrap();
+    // REGISTRY_* from the test harness override the file's address and directory.
+    let server = Server::builder()
+        .env("DOCKYARD_CONFIG", config.to_str().unwrap())
+        .start();
+    let log = server.log();
+    for key in ["http.bogus", "notifications", "storage.cache"] {
+        assert!(log.contains(key), "no warning naming {key} in:\n{log}");
+    }
+    assert_eq!(http_get(&server.addr, "/v2/").0, 200);
+}
+
+fn refuses(config_text: &str, expect: &str) {
+    refuses_with(config_text, expect, true)
+}
+
+fn refuses_with(config_text: &str, expect: &str, set_root: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, config_text).unwrap();
+    let mut cmd = dockyard();
+    cmd.arg("serve")
+        .arg(&config)
+        .env("REGISTRY_HTTP_ADDR", "127.0.0.1:0");
+    if set_root {
+        cmd.env(
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+            dir.path().join("data"),
+        );
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with {config_text:?}");
+    assert!(
+        stderr.contains(expect),
+        "stderr lacks {expect:?}:\n{stderr}"
+    );
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_clear_message() {
+    refuses(
+        "storage:\n  delete:\n    enabled: maybe\n",
+        "expected true or false",
+    );
+    refuses("storage: [unclosed\n", "invalid configuration");
+    refuses_with(
+        "storage:\n  azure:\n    accountname: x\n",
+        "not supported",
+        false,
+    );
+    refuses(
+        "auth:\n  htpasswd:\n    realm: r\n    path: /etc/htpasswd\n",
+        "auth is configured but not supported",
+    );
+    let out = dockyard()
+        .args(["serve", "/nonexistent/config.yml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/config.yml"));
+}
+
+#[test]
+fn occupied_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dockyard()
+        .arg("serve")
+        .env("REGISTRY_HTTP_ADDR", &addr)
+        .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot listen on {addr}")));
+}

@@ -40,7 +40,7 @@ setup_run() {
     # A private copy: a rebuild during the run must not swap the binary between rounds.
     mkdir -p "$RUN_DIR/bin" && cp "$bin" "$RUN_DIR/bin/dockyard"
     DOCKYARD_BIN=$RUN_DIR/bin/dockyard
-    DOCKYARD_DESC="$bin ($(stat -c %y "$bin" | cut -d. -f1), git $(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+    DOCKYARD_DESC="$bin ($(stat -c %y "$bin" | cut -d. -f1), git $(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo '?'))"
   fi
 }
 
@@ -60,7 +60,7 @@ describe_run() {
   say "# rounds:       $ROUNDS, server order alternates every round; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
-building() { pgrep -x 'cargo|rustc|clippy-driver|cargo-clippy' >/dev/null; }
+building() { pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null || pgrep -x clippy-driver >/dev/null; }
 
 # wait_quiet: never start a round while cargo/rustc builds (2 cores). Waits up to BENCH_BUILD_WAIT seconds.
 wait_quiet() {
@@ -139,6 +139,7 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:$1
+  secret: dockyard-bench
 EOF
 }
 

@@ -27,6 +27,20 @@ pub struct Cli {
 enum Command {
     /// Run the registry server (OCI Distribution v1.1, Docker Registry V2; registry:2 compatible).
     Serve(ServeArgs),
+    /// Print a bcrypt htpasswd line for USER (replaces `htpasswd -Bbn`).
+    Htpasswd(HtpasswdArgs),
+}
+
+#[derive(Debug, Args)]
+struct HtpasswdArgs {
+    /// The user name.
+    user: String,
+    /// Read the password from standard input (first line) instead of prompting.
+    #[arg(long)]
+    password_stdin: bool,
+    /// bcrypt cost (4 to 31); each step doubles the time a login check takes.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+    cost: u32,
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +62,7 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(args) => args.run(self.log_format),
+            Command::Htpasswd(args) => args.run(),
         }
     }
 }
@@ -71,4 +86,48 @@ impl ServeArgs {
         runtime.block_on(crate::serve::run(config, crate::serve::shutdown_signal()))?;
         Ok(())
     }
+}
+
+impl HtpasswdArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let password = if self.password_stdin {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        } else {
+            prompt_password()?
+        };
+        anyhow::ensure!(!password.is_empty(), "the password is empty");
+        let line = crate::auth::htpasswd_line(&self.user, &password, self.cost)
+            .map_err(anyhow::Error::msg)?;
+        println!("{line}");
+        Ok(())
+    }
+}
+
+/// Asks twice on the terminal, without echo (via `stty`), as `htpasswd` does.
+fn prompt_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "no terminal to prompt on: use --password-stdin"
+    );
+    let stty = |arg: &str| std::process::Command::new("stty").arg(arg).status();
+    let read = |label: &str| -> anyhow::Result<String> {
+        eprint!("{label}");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        eprintln!();
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    let _ = stty("-echo");
+    let first = read("New password: ");
+    let second = read("Re-type new password: ");
+    let _ = stty("echo");
+    let (first, second) = (first?, second?);
+    anyhow::ensure!(first == second, "passwords do not match");
+    Ok(first)
 }

@@ -146,6 +146,11 @@ pub struct AuthConfig {
     pub htpasswd: Option<HtpasswdConfig>,
     pub token: Option<Value>,
     pub silly: Option<Value>,
+    /// Dockyard extension: repository patterns anonymous callers may pull.
+    #[serde(default, deserialize_with = "lenient::string_list")]
+    pub anonymouspull: Vec<String>,
+    /// Dockyard extension: who may pull, push and delete what; absent = every user everything.
+    pub access: Option<Vec<crate::auth::AccessRule>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

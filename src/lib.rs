@@ -2,6 +2,7 @@
 //! around it, a Kubernetes operator for registries and pull-through mirrors.
 //! See DESIGN.md for the map of modules.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod content;
@@ -10,4 +11,5 @@ pub mod registry;
 pub mod serve;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;
 pub mod watch;

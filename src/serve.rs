@@ -2,14 +2,18 @@
 //! the HTTP router, listens, and shuts down gracefully on SIGTERM/SIGINT.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::{AuthSetupError, Authenticator, Policy};
 use crate::config::{Config, ConfigError, StorageKind, UploadPurging};
 use crate::content::{Content, ContentOptions};
 use crate::registry::{self, AppState, http::UrlBase};
 use crate::storage::{Driver, fs::FsDriver, memory::MemoryDriver};
+use crate::tls::{Tls, TlsError, TlsSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -29,6 +33,10 @@ pub enum ServeError {
         "{0} is configured but not supported by this build of Dockyard yet; remove it or use registry:2"
     )]
     Unsupported(&'static str),
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("server error: {0}")]
     Serve(std::io::Error),
 }
@@ -59,23 +67,41 @@ fn drain_timeout(config: &Config) -> Duration {
     parsed.unwrap_or(Duration::from_secs(10))
 }
 
+/// The authenticator `auth` asks for, if any.
+fn build_auth(config: &Config) -> Result<Option<Arc<Authenticator>>, ServeError> {
+    let Some(auth) = &config.auth else {
+        return Ok(None);
+    };
+    if auth.token.is_some() || auth.silly.is_some() {
+        return Err(ServeError::Unsupported(
+            "auth.token / auth.silly (use auth.htpasswd)",
+        ));
+    }
+    let Some(htpasswd) = &auth.htpasswd else {
+        if auth.access.is_some() || !auth.anonymouspull.is_empty() {
+            return Err(ConfigError::Invalid(
+                "auth.access and auth.anonymouspull need auth.htpasswd".into(),
+            )
+            .into());
+        }
+        return Ok(None);
+    };
+    let path = htpasswd.path.as_deref().ok_or_else(|| {
+        ConfigError::Invalid("auth.htpasswd.path is required (REGISTRY_AUTH_HTPASSWD_PATH)".into())
+    })?;
+    let realm = htpasswd
+        .realm
+        .clone()
+        .unwrap_or_else(|| "Dockyard Registry".to_owned());
+    let policy = Policy {
+        anonymous_pull: auth.anonymouspull.clone(),
+        rules: auth.access.clone(),
+    };
+    Ok(Some(Arc::new(Authenticator::load(realm, path, policy)?)))
+}
+
 /// Builds the application state from a configuration (creating the storage root).
 pub fn build_state(config: &Config) -> Result<(AppState, String), ServeError> {
-    if config
-        .auth
-        .as_ref()
-        .is_some_and(|a| a.htpasswd.is_some() || a.token.is_some() || a.silly.is_some())
-    {
-        return Err(ServeError::Unsupported("auth"));
-    }
-    if config
-        .http
-        .tls
-        .as_ref()
-        .is_some_and(|t| t.certificate.is_some())
-    {
-        return Err(ServeError::Unsupported("http.tls"));
-    }
     if config.proxy.as_ref().is_some_and(|p| p.remoteurl.is_some()) {
         return Err(ServeError::Unsupported("proxy (pull-through cache)"));
     }
@@ -99,15 +125,17 @@ pub fn build_state(config: &Config) -> Result<(AppState, String), ServeError> {
         max_manifest_size: config.max_manifest_size(),
         read_only: config.storage.maintenance.readonly.enabled,
     };
+    let auth = build_auth(config)?;
     let urls = UrlBase {
         host: config.http.host.clone(),
         relative: config.http.relativeurls,
-        tls: false,
+        tls: TlsSettings::from_config(&config.http)?.is_some(),
     };
     Ok((
         AppState {
             content: Content::new(driver, options),
             urls,
+            auth,
         },
         location,
     ))
@@ -119,6 +147,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (state, location) = build_state(&config)?;
+    if let Some(auth) = &state.auth {
+        tokio::spawn(auth.clone().watch_file());
+    }
+    let tls = TlsSettings::from_config(&config.http)?
+        .map(Tls::start)
+        .transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let addr = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -132,7 +167,7 @@ pub async fn run(
         storage = state.content.driver_name(),
         location = %location,
         delete_enabled = config.storage.delete.enabled,
-        "dockyard registry listening on http://{local}, storing in {location}"
+        "dockyard registry listening on {scheme}://{local}, storing in {location}"
     );
     if let Some(purging) = config.storage.maintenance.uploadpurging.resolve()?
         && !config.storage.maintenance.readonly.enabled
@@ -142,10 +177,21 @@ pub async fn run(
     let drain = drain_timeout(&config);
     let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
     let app = registry::router(state);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let stop = async move {
         let _ = signal_rx.await;
-    });
-    let mut server = std::pin::pin!(server.into_future());
+    };
+    // Both paths put the client address in the request extensions as `ConnectInfo`.
+    let mut server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
+        Some(tls) => Box::pin(crate::tls::serve(listener, tls, app, stop)),
+        None => Box::pin(
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop)
+            .into_future(),
+        ),
+    };
     tokio::select! {
         result = &mut server => return result.map_err(ServeError::Serve),
         () = shutdown => {}

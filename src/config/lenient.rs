@@ -53,3 +53,33 @@ pub fn u64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
 pub fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
 }
+
+/// A list of strings given as a YAML sequence or a comma-separated string (the form an
+/// environment variable takes); `true` means every repository (`**`).
+pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null | Value::Bool(false) => Ok(vec![]),
+        Value::Bool(true) => Ok(vec!["**".to_owned()]),
+        Value::String(s) => match s.trim() {
+            "true" => Ok(vec!["**".to_owned()]),
+            "false" | "" => Ok(vec![]),
+            list => Ok(list
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect()),
+        },
+        Value::Sequence(items) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                other => Err(D::Error::custom(format!(
+                    "expected a repository pattern string, got {other:?}"
+                ))),
+            })
+            .collect(),
+        other => Err(D::Error::custom(format!(
+            "expected a list of repository patterns, got {other:?}"
+        ))),
+    }
+}

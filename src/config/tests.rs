@@ -242,3 +242,41 @@ fn maintenance_like_distribution() {
     .config;
     assert!(c.storage.maintenance.uploadpurging.resolve().is_err());
 }
+
+#[test]
+fn auth_extensions() {
+    let yaml = r#"
+auth:
+  htpasswd:
+    realm: r
+    path: /etc/htpasswd
+  anonymouspull: ["public/**"]
+  access:
+    - users: ["*"]
+      repositories: ["**"]
+      actions: [pull]
+"#;
+    let c = Config::parse(yaml, vec![]).unwrap().config;
+    let auth = c.auth.unwrap();
+    assert_eq!(auth.anonymouspull, ["public/**"]);
+    assert_eq!(auth.access.unwrap()[0].actions, [crate::auth::Action::Pull]);
+    let c = Config::parse(
+        "",
+        env(&[
+            ("REGISTRY_AUTH", "htpasswd"),
+            ("REGISTRY_AUTH_ANONYMOUSPULL", "public/**, team/*"),
+        ]),
+    )
+    .unwrap()
+    .config;
+    let auth = c.auth.unwrap();
+    assert!(auth.htpasswd.is_some());
+    assert_eq!(auth.anonymouspull, ["public/**", "team/*"]);
+    let bad = "auth:\n  access:\n    - users: [a]\n      repositories: [x]\n      actions: [fly]\n";
+    assert!(
+        Config::parse(bad, vec![])
+            .unwrap_err()
+            .to_string()
+            .contains("fly")
+    );
+}

@@ -25,6 +25,12 @@ pub enum ApiError {
     PaginationInvalid(String),
     #[error("method {0} is not allowed on this endpoint")]
     MethodNotAllowed(String),
+    #[error("authentication required")]
+    Unauthorized { realm: String },
+    #[error("requested access to the resource is denied")]
+    Denied,
+    #[error("too many failed login attempts; retry in {} s", retry_after.as_secs().max(1))]
+    TooManyRequests { retry_after: std::time::Duration },
 }
 
 /// An OCI / Docker registry error code with its HTTP status.
@@ -52,6 +58,9 @@ pub const TAG_INVALID: Code = code("TAG_INVALID", StatusCode::BAD_REQUEST);
 pub const UNSUPPORTED: Code = code("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED);
 pub const PAGINATION_NUMBER_INVALID: Code =
     code("PAGINATION_NUMBER_INVALID", StatusCode::BAD_REQUEST);
+pub const UNAUTHORIZED: Code = code("UNAUTHORIZED", StatusCode::UNAUTHORIZED);
+pub const DENIED: Code = code("DENIED", StatusCode::FORBIDDEN);
+pub const TOOMANYREQUESTS: Code = code("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS);
 pub const NOT_FOUND: Code = code("NOT_FOUND", StatusCode::NOT_FOUND);
 pub const UNKNOWN: Code = code("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR);
 
@@ -93,6 +102,9 @@ impl ApiError {
             }
             ApiError::PaginationInvalid(_) => PAGINATION_NUMBER_INVALID,
             ApiError::MethodNotAllowed(_) => UNSUPPORTED,
+            ApiError::Unauthorized { .. } => UNAUTHORIZED,
+            ApiError::Denied => DENIED,
+            ApiError::TooManyRequests { .. } => TOOMANYREQUESTS,
         }
     }
 
@@ -124,6 +136,19 @@ impl IntoResponse for ApiError {
             && let Ok(v) = HeaderValue::from_str(&format!("0-{}", expected.saturating_sub(1)))
         {
             resp.headers_mut().insert(header::RANGE, v);
+        }
+        if let ApiError::Unauthorized { realm } = &self
+            && let Ok(v) = HeaderValue::from_str(&format!(
+                "Basic realm=\"{}\", charset=\"UTF-8\"",
+                realm.replace('"', "")
+            ))
+        {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        if let ApiError::TooManyRequests { retry_after } = &self
+            && let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         // Internal errors are logged once, here, with their cause.
         if status.is_server_error() {

@@ -4,8 +4,10 @@
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
+use super::access::Caller;
 use super::http::{OCI_FILTERS_APPLIED, parse_n, value};
 use super::{ApiResult, AppState, Head, param, query};
+use crate::auth::Action;
 use crate::content::paginate;
 use crate::oci::manifest::OCI_INDEX;
 use crate::oci::{Digest, RepoName};
@@ -31,14 +33,18 @@ pub async fn tags(state: &AppState, name: &RepoName, req: &Head) -> ApiResult {
     ))
 }
 
-pub async fn catalog(state: &AppState, req: &Head) -> ApiResult {
+pub async fn catalog(state: &AppState, req: &Head, caller: &Caller) -> ApiResult {
     let params = query(req);
     let n = parse_n(param(&params, "n"))?.or(Some(DEFAULT_CATALOG_PAGE));
-    let (page, more) = paginate(
-        state.content.repositories().await?,
-        n,
-        param(&params, "last"),
-    );
+    // Only what the caller may pull is listed.
+    let visible = state
+        .content
+        .repositories()
+        .await?
+        .into_iter()
+        .filter(|r| caller.may(Action::Pull, r))
+        .collect();
+    let (page, more) = paginate(visible, n, param(&params, "last"));
     let body = serde_json::json!({ "repositories": page });
     Ok(json_page(
         body,

@@ -2,6 +2,7 @@
 //! route under `/v2/` is parsed by [`crate::oci::path`] and dispatched to one module per
 //! API area. Handlers only translate HTTP to [`crate::content`] calls and back.
 
+mod access;
 mod blobs;
 pub mod error;
 pub mod http;
@@ -12,11 +13,13 @@ mod tests;
 mod uploads;
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,8 +27,10 @@ use axum::routing::{any, get};
 use futures::TryStreamExt;
 use tracing::Instrument;
 
+use crate::auth::Authenticator;
 use crate::content::{Content, ContentError};
 use crate::oci::{NameError, Route, RouteError, path};
+use access::Caller;
 use error::ApiError;
 use http::{API_VERSION, UrlBase};
 
@@ -34,6 +39,8 @@ use http::{API_VERSION, UrlBase};
 pub struct AppState {
     pub content: Content,
     pub urls: UrlBase,
+    /// `None` when `auth` is not configured: everyone may do everything.
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -64,28 +71,48 @@ async fn access_log(req: Request, next: Next) -> Response {
 }
 
 async fn v2_entry(State(state): State<AppState>, req: Request) -> Response {
-    let rest = req.uri().path().strip_prefix("/v2").unwrap_or("");
-    let rest = rest.strip_prefix('/').unwrap_or(rest);
-    let mut resp = match path::parse(rest) {
-        Ok(route) => {
-            let (parts, body) = req.into_parts();
-            let head = Head::from_parts(parts, ());
-            dispatch(&state, route, &head, body)
-                .await
-                .unwrap_or_else(IntoResponse::into_response)
-        }
-        // A reference that is not a valid tag names no manifest: reads get 404, pushes 400.
-        Err(RouteError::Reference(NameError::Tag(tag))) if req.method() != Method::PUT => {
-            ApiError::Content(ContentError::ManifestUnknown(tag)).into_response()
-        }
-        Err(e) => ApiError::from(e).into_response(),
-    };
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let (parts, body) = req.into_parts();
+    let head = Head::from_parts(parts, ());
+    let mut resp = handle(&state, &head, body, client)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
     resp.headers_mut()
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
     resp
 }
 
-async fn dispatch(state: &AppState, route: Route, req: &Head, body: Body) -> ApiResult {
+/// Authenticates, parses the route, authorizes, then dispatches.
+async fn handle(state: &AppState, head: &Head, body: Body, client: Option<IpAddr>) -> ApiResult {
+    let caller = Caller::authenticate(state.auth.as_ref(), head, client).await?;
+    let rest = head.uri().path().strip_prefix("/v2").unwrap_or("");
+    let route = match path::parse(rest.strip_prefix('/').unwrap_or(rest)) {
+        Ok(route) => route,
+        Err(e) => {
+            caller.require_any()?;
+            return Err(match e {
+                // A reference that is not a valid tag names no manifest: reads get 404, pushes 400.
+                RouteError::Reference(NameError::Tag(tag)) if head.method() != Method::PUT => {
+                    ApiError::Content(ContentError::ManifestUnknown(tag))
+                }
+                e => e.into(),
+            });
+        }
+    };
+    caller.authorize(&route, head.method())?;
+    dispatch(state, route, head, body, &caller).await
+}
+
+async fn dispatch(
+    state: &AppState,
+    route: Route,
+    req: &Head,
+    body: Body,
+    caller: &Caller,
+) -> ApiResult {
     let method = req.method().clone();
     let not_allowed = || Err(ApiError::MethodNotAllowed(method.to_string()));
     match route {
@@ -96,7 +123,7 @@ async fn dispatch(state: &AppState, route: Route, req: &Head, body: Body) -> Api
             _ => not_allowed(),
         },
         Route::Catalog => match method {
-            Method::GET => listing::catalog(state, req).await,
+            Method::GET => listing::catalog(state, req, caller).await,
             _ => not_allowed(),
         },
         Route::Tags { name } => match method {
@@ -119,7 +146,7 @@ async fn dispatch(state: &AppState, route: Route, req: &Head, body: Body) -> Api
             _ => not_allowed(),
         },
         Route::UploadStart { name } => match method {
-            Method::POST => uploads::start(state, &name, req, body).await,
+            Method::POST => uploads::start(state, &name, req, body, caller).await,
             _ => not_allowed(),
         },
         Route::Upload { name, id } => match method {

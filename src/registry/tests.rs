@@ -1,6 +1,8 @@
 //! API tests: the router driven with `oneshot` over the memory driver, asserting the
 //! statuses, headers, OCI error codes and bytes a client sees.
 
+#[path = "tests/auth.rs"]
+mod auth;
 #[path = "tests/support.rs"]
 mod support;
 #[path = "tests/uploads.rs"]

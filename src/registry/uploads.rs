@@ -4,9 +4,11 @@
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::access::Caller;
 use super::error::ApiError;
 use super::http::{self, CONTENT_DIGEST, UPLOAD_UUID, value};
 use super::{ApiResult, AppState, Head, body_stream, param, query};
+use crate::auth::Action;
 use crate::oci::{Digest, RepoName};
 
 pub async fn start(
@@ -14,17 +16,21 @@ pub async fn start(
     name: &RepoName,
     req: &Head,
     body: axum::body::Body,
+    caller: &Caller,
 ) -> ApiResult {
     let params = query(req);
     if let Some(mount) = param(&params, "mount") {
         let digest: Digest = mount
             .parse()
             .map_err(|e| ApiError::DigestInvalid(format!("mount: {e}")))?;
+        // Mounting from a repository the caller may not pull falls back to an upload.
         if let Some(from) = param(&params, "from") {
             let from: RepoName = from
                 .parse()
                 .map_err(|e| ApiError::Route(crate::oci::RouteError::Name(e)))?;
-            if state.content.mount_blob(name, &digest, &from).await? {
+            if caller.may(Action::Pull, from.as_str())
+                && state.content.mount_blob(name, &digest, &from).await?
+            {
                 return Ok(created(state, req.headers(), name, &digest));
             }
         }

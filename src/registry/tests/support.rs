@@ -5,6 +5,9 @@ use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+use std::sync::Arc;
+
+use crate::auth::Authenticator;
 use crate::content::{Content, ContentOptions};
 use crate::registry::{AppState, http::UrlBase, router};
 use crate::storage::memory::MemoryDriver;
@@ -56,11 +59,17 @@ impl App {
     }
 
     pub fn with_options(options: ContentOptions) -> App {
-        let content = Content::new(std::sync::Arc::new(MemoryDriver::new()), options);
+        App::with_auth(options, None)
+    }
+
+    pub fn with_auth(options: ContentOptions, auth: Option<Arc<Authenticator>>) -> App {
+        let content = Content::new(Arc::new(MemoryDriver::new()), options);
+        let urls = UrlBase::default();
         App {
             router: router(AppState {
                 content,
-                urls: UrlBase::default(),
+                urls,
+                auth,
             }),
         }
     }
@@ -79,12 +88,8 @@ impl App {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::from(body.to_vec())).unwrap())
-            .await
-            .unwrap();
+        let req = req.body(Body::from(body.to_vec())).unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp

@@ -112,9 +112,10 @@ fn bad_configuration_is_refused_with_a_clear_message() {
         false,
     );
     refuses(
-        "auth:\n  htpasswd:\n    realm: r\n    path: /etc/htpasswd\n",
-        "auth is configured but not supported",
+        "auth:\n  htpasswd:\n    realm: r\n    path: /nonexistent/htpasswd\n",
+        "cannot read htpasswd file /nonexistent/htpasswd",
     );
+    refuses("auth:\n  token:\n    realm: r\n", "auth.token");
     let out = dockyard()
         .args(["serve", "/nonexistent/config.yml"])
         .output()

@@ -2,31 +2,21 @@
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 
-use super::http::{self, CONTENT_DIGEST, value};
+use super::http::{self, value};
 use super::{ApiResult, AppState, Head};
 use crate::oci::{Digest, RepoName};
 
 pub async fn get(state: &AppState, name: &RepoName, digest: &Digest, req: &Head) -> ApiResult {
     let size = state.content.blob_size(name, digest).await?;
-    let etag = format!("\"{digest}\"");
-    let mut builder = Response::builder()
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(CONTENT_DIGEST, value(digest.to_string()))
-        .header(header::ETAG, value(&etag))
+    let (builder, fresh) = http::digest_response(digest, "application/octet-stream", req.headers());
+    if fresh {
+        return Ok(builder.body(Body::empty()).unwrap_or_default());
+    }
+    let mut builder = builder
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CACHE_CONTROL, "max-age=31536000");
-    if req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
-    {
-        return Ok(builder
-            .status(StatusCode::NOT_MODIFIED)
-            .body(Body::empty())
-            .unwrap_or_default());
-    }
     let range = match req.headers().get(header::RANGE).map(|v| v.to_str()) {
         Some(Ok(v)) => Some(http::parse_range(v, size)?),
         Some(Err(_)) => {

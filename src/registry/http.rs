@@ -1,10 +1,12 @@
 //! Small pure helpers for the HTTP API: byte ranges, `Content-Range`, pagination
 //! parameters, absolute URLs behind proxies, and response header building.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::http::response::Builder;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 
 use super::error::ApiError;
 use crate::content::BlobRange;
+use crate::oci::Digest;
 
 pub const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
 pub const CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -118,6 +120,29 @@ impl UrlBase {
             _ => "http",
         };
         format!("{proto}://{host}")
+    }
+}
+
+/// Starts a response for content addressed by `digest`: its type, `Docker-Content-Digest`
+/// and a strong `ETag`. The flag is true when the client's `If-None-Match` already holds it,
+/// in which case the builder is a complete `304 Not Modified`.
+pub fn digest_response(
+    digest: &Digest,
+    content_type: &str,
+    request: &HeaderMap,
+) -> (Builder, bool) {
+    let etag = format!("\"{digest}\"");
+    let fresh = request
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes());
+    let builder = Response::builder()
+        .header(header::CONTENT_TYPE, value(content_type))
+        .header(CONTENT_DIGEST, value(digest.to_string()))
+        .header(header::ETAG, value(&etag));
+    if fresh {
+        (builder.status(StatusCode::NOT_MODIFIED), true)
+    } else {
+        (builder, false)
     }
 }
 

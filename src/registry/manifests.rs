@@ -2,11 +2,11 @@
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use bytes::BytesMut;
 use futures::StreamExt;
 
-use super::http::{CONTENT_DIGEST, OCI_SUBJECT, value};
+use super::http::{self, CONTENT_DIGEST, OCI_SUBJECT, value};
 use super::{ApiError, ApiResult, AppState, Head};
 use crate::content::ContentError;
 use crate::oci::{Reference, RepoName};
@@ -18,20 +18,9 @@ pub async fn get(
     req: &Head,
 ) -> ApiResult {
     let m = state.content.get_manifest(name, reference).await?;
-    let etag = format!("\"{}\"", m.digest);
-    let builder = Response::builder()
-        .header(header::CONTENT_TYPE, value(&m.media_type))
-        .header(CONTENT_DIGEST, value(m.digest.to_string()))
-        .header(header::ETAG, value(&etag));
-    if req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
-    {
-        return Ok(builder
-            .status(StatusCode::NOT_MODIFIED)
-            .body(Body::empty())
-            .unwrap_or_default());
+    let (builder, fresh) = http::digest_response(&m.digest, &m.media_type, req.headers());
+    if fresh {
+        return Ok(builder.body(Body::empty()).unwrap_or_default());
     }
     let builder = builder.header(header::CONTENT_LENGTH, m.bytes.len());
     let body = if req.method() == Method::HEAD {

@@ -3,6 +3,8 @@
 
 #[path = "tests/auth.rs"]
 mod auth;
+#[path = "tests/listing.rs"]
+mod listing;
 #[path = "tests/support.rs"]
 mod support;
 #[path = "tests/uploads.rs"]
@@ -271,143 +273,6 @@ async fn index_requires_its_manifests() {
 }
 
 #[tokio::test]
-async fn referrers_with_artifact_type_filter() {
-    let app = App::new(true);
-    let (manifest, _, _) = app.push_image("ref", b"l").await;
-    app.send(
-        Method::PUT,
-        "/v2/ref/manifests/v1",
-        &[("content-type", support::OCI_MANIFEST)],
-        manifest.as_bytes(),
-    )
-    .await;
-    let subject = digest_of(manifest.as_bytes());
-    let empty = app.push_blob("ref", b"{}").await;
-    let artifact = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{}","artifactType":"application/vnd.example.sbom","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2}},"layers":[],"subject":{{"mediaType":"{}","digest":"{subject}","size":{}}},"annotations":{{"k":"v"}}}}"#,
-        support::OCI_MANIFEST,
-        support::OCI_MANIFEST,
-        manifest.len()
-    );
-    let artifact_digest = digest_of(artifact.as_bytes());
-    let r = app
-        .send(
-            Method::PUT,
-            &format!("/v2/ref/manifests/{artifact_digest}"),
-            &[("content-type", support::OCI_MANIFEST)],
-            artifact.as_bytes(),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED);
-    assert_eq!(r.header("oci-subject"), subject);
-
-    let r = app.get(&format!("/v2/ref/referrers/{subject}")).await;
-    assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.header("content-type"), support::OCI_INDEX);
-    let list = r.json();
-    assert_eq!(list["manifests"][0]["digest"], artifact_digest);
-    assert_eq!(
-        list["manifests"][0]["artifactType"],
-        "application/vnd.example.sbom"
-    );
-    assert_eq!(list["manifests"][0]["annotations"]["k"], "v");
-    assert_eq!(list["manifests"][0]["size"], artifact.len());
-
-    let r = app
-        .get(&format!(
-            "/v2/ref/referrers/{subject}?artifactType=application/vnd.example.sbom"
-        ))
-        .await;
-    assert_eq!(r.header("oci-filters-applied"), "artifactType");
-    assert_eq!(r.json()["manifests"].as_array().unwrap().len(), 1);
-    let r = app
-        .get(&format!(
-            "/v2/ref/referrers/{subject}?artifactType=application/other"
-        ))
-        .await;
-    assert_eq!(r.json()["manifests"], serde_json::json!([]));
-    let r = app
-        .get(&format!(
-            "/v2/ref/referrers/{}",
-            digest_of(b"no such subject")
-        ))
-        .await;
-    assert_eq!(
-        (r.status, r.json()["manifests"].clone()),
-        (StatusCode::OK, serde_json::json!([]))
-    );
-
-    // Deleting the referrer removes it from the list.
-    let r = app
-        .send(
-            Method::DELETE,
-            &format!("/v2/ref/manifests/{artifact_digest}"),
-            &[],
-            b"",
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED);
-    assert_eq!(
-        app.get(&format!("/v2/ref/referrers/{subject}"))
-            .await
-            .json()["manifests"],
-        serde_json::json!([])
-    );
-}
-
-#[tokio::test]
-async fn tags_and_catalog_paginate_with_link_headers() {
-    let app = App::new(true);
-    let (manifest, _, _) = app.push_image("p/q", b"l").await;
-    for tag in ["c", "a", "b", "d"] {
-        let r = app
-            .send(
-                Method::PUT,
-                &format!("/v2/p/q/manifests/{tag}"),
-                &[("content-type", support::OCI_MANIFEST)],
-                manifest.as_bytes(),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED);
-    }
-    let r = app.get("/v2/p/q/tags/list?n=2").await;
-    assert_eq!(r.json()["tags"], serde_json::json!(["a", "b"]));
-    assert_eq!(
-        r.header("link"),
-        "</v2/p/q/tags/list?n=2&last=b>; rel=\"next\""
-    );
-    let r = app.get("/v2/p/q/tags/list?n=2&last=b").await;
-    assert_eq!(r.json()["tags"], serde_json::json!(["c", "d"]));
-    assert_eq!(r.header("link"), "");
-    assert_eq!(
-        app.get("/v2/p/q/tags/list?n=x").await.code(),
-        "PAGINATION_NUMBER_INVALID"
-    );
-    assert_eq!(app.get("/v2/nope/tags/list").await.code(), "NAME_UNKNOWN");
-
-    app.push_image("a/b/c/d/e/f/g/h", b"l").await;
-    let (m2, _, _) = app.push_image("a/b/c/d/e/f/g/h", b"l").await;
-    app.send(
-        Method::PUT,
-        "/v2/a/b/c/d/e/f/g/h/manifests/t",
-        &[("content-type", support::OCI_MANIFEST)],
-        m2.as_bytes(),
-    )
-    .await;
-    let r = app.get("/v2/_catalog").await;
-    assert_eq!(
-        r.json()["repositories"],
-        serde_json::json!(["a/b/c/d/e/f/g/h", "p/q"])
-    );
-    let r = app.get("/v2/_catalog?n=1").await;
-    assert_eq!(
-        r.json()["repositories"],
-        serde_json::json!(["a/b/c/d/e/f/g/h"])
-    );
-    assert!(r.header("link").contains("last=a/b/c/d/e/f/g/h"));
-}
-
-#[tokio::test]
 async fn deletes_follow_configuration() {
     let off = App::new(false);
     let (manifest, _, layer) = off.push_image("d", b"l").await;
@@ -531,4 +396,48 @@ async fn read_only_mode_refuses_writes_and_serves_reads() {
         app.get("/v2/ro/manifests/v1").await.code(),
         "MANIFEST_UNKNOWN"
     );
+}
+
+#[tokio::test]
+async fn conditional_requests_get_304() {
+    let app = App::new(true);
+    let d = app.push_blob("c", b"cached").await;
+    let etag = format!("\"{d}\"");
+    let r = app
+        .send(
+            Method::GET,
+            &format!("/v2/c/blobs/{d}"),
+            &[("if-none-match", &etag)],
+            b"",
+        )
+        .await;
+    assert_eq!((r.status, r.body.len()), (StatusCode::NOT_MODIFIED, 0));
+    assert_eq!(r.header("etag"), etag);
+    let (manifest, _, _) = app.push_image("c", b"l").await;
+    app.send(
+        Method::PUT,
+        "/v2/c/manifests/v1",
+        &[("content-type", support::OCI_MANIFEST)],
+        manifest.as_bytes(),
+    )
+    .await;
+    let etag = app.get("/v2/c/manifests/v1").await.header("etag");
+    let r = app
+        .send(
+            Method::GET,
+            "/v2/c/manifests/v1",
+            &[("if-none-match", &etag)],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    let r = app
+        .send(
+            Method::GET,
+            "/v2/c/manifests/v1",
+            &[("if-none-match", "\"sha256:other\"")],
+            b"",
+        )
+        .await;
+    assert_eq!((r.status, r.body.len()), (StatusCode::OK, manifest.len()));
 }

@@ -128,11 +128,15 @@ impl Watcher {
                 // Cannot happen while `_inner` lives; never report a change then.
                 return std::future::pending().await;
             };
+            if is_read(&first) {
+                continue;
+            }
             let mut named = self.names_watched_file(&first);
             let deadline = tokio::time::Instant::now() + MAX_DELAY;
             loop {
                 let quiet = (tokio::time::Instant::now() + DEBOUNCE).min(deadline);
                 match tokio::time::timeout_at(quiet, self.events.recv()).await {
+                    Ok(Some(event)) if is_read(&event) => {}
                     Ok(Some(event)) => named |= self.names_watched_file(&event),
                     Ok(None) | Err(_) => break,
                 }
@@ -159,6 +163,20 @@ impl Watcher {
                 true
             }
         }
+    }
+}
+
+/// An open, or a close after reading: the reload itself causes these, so they are not a
+/// change (a close after writing is).
+fn is_read(event: &notify::Result<notify::Event>) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match event {
+        Ok(event) => match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => false,
+            EventKind::Access(_) => true,
+            _ => false,
+        },
+        Err(_) => false,
     }
 }
 
@@ -204,6 +222,21 @@ mod tests {
             !changes_within(&mut watcher, Duration::from_millis(600)).await,
             "the burst was reported twice"
         );
+    }
+
+    /// The reload that follows a change reads the file; that must not be a change again.
+    #[tokio::test]
+    async fn reading_a_watched_file_is_not_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("htpasswd");
+        fs::write(&file, "a:b\n").unwrap();
+        let mut watcher = Watcher::new(std::slice::from_ref(&file)).unwrap();
+        fs::write(&file, "a:c\n").unwrap();
+        assert!(changes_within(&mut watcher, WAIT).await);
+        for _ in 0..3 {
+            assert_eq!(fs::read_to_string(&file).unwrap(), "a:c\n");
+        }
+        assert!(!changes_within(&mut watcher, Duration::from_millis(800)).await);
     }
 
     #[tokio::test]

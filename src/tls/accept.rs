@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -89,12 +90,24 @@ async fn connection(
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let mut req = req.map(Body::new);
         req.extensions_mut().insert(ConnectInfo(remote));
+        host_from_authority(&mut req);
         app.clone().oneshot(req)
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(client = %remote, error = %e, "HTTPS connection ended with an error");
+    }
+}
+
+/// HTTP/2 carries the host in `:authority` only, while the handlers build absolute URLs
+/// from `Host` (which HTTP/1.1 requires): give them one, as Go's `Request.Host` does.
+fn host_from_authority(req: &mut axum::http::Request<Body>) {
+    if !req.headers().contains_key(header::HOST)
+        && let Some(authority) = req.uri().authority()
+        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().insert(header::HOST, value);
     }
 }
 

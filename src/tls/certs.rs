@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{InconsistentKeys, RootCertStore};
 use sha2::{Digest, Sha256};
 
 use super::TlsError;
@@ -45,7 +45,7 @@ pub(super) fn parse_certificates(
         return Err(TlsError::Empty {
             what,
             path: path.to_owned(),
-            expected: "a PEM CERTIFICATE block",
+            expected: "PEM CERTIFICATE block",
         });
     }
     Ok(certs)
@@ -68,14 +68,19 @@ pub(super) fn load_certified_key(
         pem::Error::NoItemsFound => TlsError::Empty {
             what: "key",
             path: key_path.to_owned(),
-            expected: "a PEM PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block",
+            expected: "PEM PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block",
         },
         other => pem_error("key", key_path, other),
     })?;
     CertifiedKey::from_der(chain, key, provider).map_err(|e| TlsError::KeyPair {
         certificate: cert_path.to_owned(),
         key: key_path.to_owned(),
-        reason: e.to_string(),
+        reason: match e {
+            rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+                "the key does not belong to the certificate".to_owned()
+            }
+            other => other.to_string(),
+        },
     })
 }
 

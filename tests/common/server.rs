@@ -49,6 +49,7 @@ pub struct ServerBuilder {
     data_dir: Option<PathBuf>,
     env: Vec<(String, String)>,
     delete_enabled: bool,
+    https: bool,
 }
 
 impl ServerBuilder {
@@ -70,6 +71,14 @@ impl ServerBuilder {
 
     pub fn delete_enabled(mut self, enabled: bool) -> Self {
         self.delete_enabled = enabled;
+        self
+    }
+
+    /// The server speaks HTTPS (its certificate is configured through [`ServerBuilder::env`]).
+    /// Readiness is then an accepted TCP connection: both registries load the certificate
+    /// before they accept, and the plain HTTP probe cannot speak TLS.
+    pub fn https(mut self) -> Self {
+        self.https = true;
         self
     }
 
@@ -121,6 +130,7 @@ impl Server {
             data_dir: None,
             env: Vec::new(),
             delete_enabled: false,
+            https: false,
         }
     }
 
@@ -248,9 +258,15 @@ impl Server {
                 self.child = None;
                 return false;
             }
-            let answer = http::request(&self.addr, "GET", "/v2/", &[], &[]);
-            if matches!(answer, Ok(ref resp) if resp.status == 200 || resp.status == 401) {
-                return true;
+            if self.options.https {
+                if std::net::TcpStream::connect(&self.addr).is_ok() {
+                    return true;
+                }
+            } else {
+                let answer = http::request(&self.addr, "GET", "/v2/", &[], &[]);
+                if matches!(answer, Ok(ref resp) if resp.status == 200 || resp.status == 401) {
+                    return true;
+                }
             }
             thread::sleep(Duration::from_millis(50));
         }

@@ -29,6 +29,8 @@ enum Command {
     Serve(ServeArgs),
     /// Print a bcrypt htpasswd line for USER (replaces `htpasswd -Bbn`).
     Htpasswd(HtpasswdArgs),
+    /// Print the CustomResourceDefinitions (crds/ is generated from this).
+    Crd,
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +65,10 @@ impl Cli {
         match self.command {
             Command::Serve(args) => args.run(self.log_format),
             Command::Htpasswd(args) => args.run(),
+            Command::Crd => {
+                print!("{}", crate::operator::crd::all_yaml()?);
+                Ok(())
+            }
         }
     }
 }

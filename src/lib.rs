@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod content;
 pub mod oci;
+pub mod operator;
 pub mod registry;
 pub mod serve;
 pub mod storage;

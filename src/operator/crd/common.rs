@@ -1,0 +1,165 @@
+//! Types shared by the custom resources: references to Secrets, TLS modes, the Service,
+//! pod placement knobs and status conditions.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A key in a Secret in the resource's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    pub name: String,
+    /// Key within the Secret.
+    pub key: String,
+}
+
+/// An object in the resource's namespace, by name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectRef {
+    pub name: String,
+}
+
+/// How the registry's serving certificate is obtained. At most one mode may be set; with
+/// none, a self-signed CA is generated (`selfSigned`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "(has(self.selfSigned) ? 1 : 0) + (has(self.secretRef) ? 1 : 0) + (has(self.certManager) ? 1 : 0) + (has(self.disabled) && self.disabled ? 1 : 0) <= 1"
+).message("choose one TLS mode: selfSigned, secretRef, certManager or disabled: true"))]
+pub struct TlsSpec {
+    /// The operator creates a CA (kept in a Secret) and a serving certificate for the
+    /// Service's DNS names and ClusterIP, renewed before it expires. The default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_signed: Option<SelfSignedTls>,
+    /// A `kubernetes.io/tls` Secret you manage (`tls.crt`, `tls.key`, optional `ca.crt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectRef>,
+    /// A cert-manager `Certificate` issued by this issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_manager: Option<CertManagerTls>,
+    /// Serve plain HTTP. Only for registries behind a TLS-terminating proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfSignedTls {
+    /// Days the serving certificate is valid; it is renewed when a third remains.
+    #[serde(default = "default_cert_days")]
+    #[schemars(range(min = 1, max = 825))]
+    pub validity_days: u32,
+}
+
+fn default_cert_days() -> u32 {
+    90
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertManagerTls {
+    pub issuer_ref: IssuerRef,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    pub name: String,
+    /// `Issuer` (default) or `ClusterIssuer`.
+    #[serde(default = "default_issuer_kind")]
+    pub kind: String,
+    #[serde(default = "default_issuer_group")]
+    pub group: String,
+}
+
+fn default_issuer_kind() -> String {
+    "Issuer".into()
+}
+
+fn default_issuer_group() -> String {
+    "cert-manager.io".into()
+}
+
+/// The resolved TLS mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    SelfSigned(SelfSignedTls),
+    Secret(String),
+    CertManager(IssuerRef),
+    Disabled,
+}
+
+impl TlsSpec {
+    pub fn mode(&self) -> TlsMode {
+        if self.disabled == Some(true) {
+            TlsMode::Disabled
+        } else if let Some(s) = &self.secret_ref {
+            TlsMode::Secret(s.name.clone())
+        } else if let Some(c) = &self.cert_manager {
+            TlsMode::CertManager(c.issuer_ref.clone())
+        } else {
+            TlsMode::SelfSigned(self.self_signed.clone().unwrap_or(SelfSignedTls {
+                validity_days: default_cert_days(),
+            }))
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+/// The Service in front of the registry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Pin the ClusterIP, e.g. so nodes (which cannot resolve cluster DNS) reach a stable address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]{1,3}(\\\\.[0-9]{1,3}){3}$') || self.contains(':')").message("clusterIP must be an IPv4 or IPv6 address"))]
+    pub cluster_ip: Option<String>,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        ServiceSpec {
+            type_: ServiceType::ClusterIP,
+            port: default_port(),
+            cluster_ip: None,
+        }
+    }
+}
+
+fn default_port() -> i32 {
+    5000
+}
+
+/// Where the pods run and what they may use.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+}

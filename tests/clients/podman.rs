@@ -3,31 +3,12 @@
 //! uncompressed layer digests (`RootFS.Layers`) rather than by blob digests.
 
 use std::path::Path;
-use std::process::Command;
 
 use super::common::oci;
+use super::common::podman::isolated;
 use super::common::registry::{get_manifest, json, push_layout};
 use super::common::{Server, cmd, run};
 use tempfile::TempDir;
-
-/// A `podman` (or `buildah`) command whose storage lives entirely under `root`.
-fn isolated(program: &str, root: &Path) -> Command {
-    let mut command = cmd(program, ["--storage-driver", "vfs"]);
-    command
-        .arg("--root")
-        .arg(root.join("root"))
-        .arg("--runroot")
-        .arg(root.join("run"));
-    if program == "podman" {
-        command.arg("--tmpdir").arg(root.join("tmp")).args([
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-        ]);
-    }
-    command
-}
 
 fn podman(root: &Path, args: &[&str]) -> String {
     run(isolated("podman", root).args(args))

@@ -1,0 +1,144 @@
+//! Refusals of requests that carry a body, on a kept-alive HTTP/1.1 connection, the way Go
+//! clients (the OCI conformance suite, containerd, crane) send them: first without
+//! credentials, then again after the challenge. A registry that answers before reading the
+//! body must either drain it and keep serving the connection, or say `Connection: close`;
+//! closing silently makes the client's next request on that connection fail with EOF, and Go
+//! does not retry a PUT, POST or PATCH.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use super::common::Server;
+use super::common::http;
+use super::fixture::{
+    Htpasswd, auth_server, basic, dockyard_only, dockyard_with_auth_yaml, push_image,
+};
+
+/// One response read off a kept-alive connection: status, lower-cased headers.
+struct Head {
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn closes(&self) -> bool {
+        self.headers
+            .iter()
+            .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"))
+    }
+}
+
+/// Reads one response (head and `Content-Length` body); None when the connection ended first.
+fn read_one(stream: &mut TcpStream) -> Option<Head> {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => raw.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let mut lines = text.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).ok()?;
+    Some(Head { status, headers })
+}
+
+/// Sends `method path` with a `size`-byte body as `first_auth` on a kept-alive connection,
+/// expects `refused`, then sends `GET /v2/` with `then_auth` on the same connection.
+fn refuse_then_reuse(
+    server: &Server,
+    method: &str,
+    path: &str,
+    size: usize,
+    first_auth: Option<&str>,
+    refused: u16,
+    then_auth: &str,
+) {
+    let mut stream = http::connect(&server.addr).unwrap();
+    let auth = first_auth
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/octet-stream\r\n\
+         Content-Length: {size}\r\n\r\n",
+        server.addr
+    );
+    let mut request = head.into_bytes();
+    request.extend(vec![b'x'; size]);
+    // A server that answers early may reset the connection before the body is all sent.
+    let _ = stream.write_all(&request);
+    let first = read_one(&mut stream).expect("no answer to the refused request");
+    let what = format!("{method} {path} with {size} body bytes");
+    assert_eq!(first.status, refused, "{what}: {:?}", first.headers);
+    if first.closes() {
+        return;
+    }
+    let next = format!(
+        "GET /v2/ HTTP/1.1\r\nHost: {}\r\nAuthorization: {then_auth}\r\n\r\n",
+        server.addr
+    );
+    let sent = stream.write_all(next.as_bytes());
+    let second = sent.ok().and_then(|()| read_one(&mut stream));
+    assert!(
+        second.as_ref().is_some_and(|h| h.status == 200),
+        "{what}: answered {refused} without `Connection: close`, then dropped the kept-alive \
+         connection (the next request got {:?})",
+        second.map(|h| h.status)
+    );
+}
+
+#[test]
+fn a_challenged_upload_leaves_the_connection_usable_or_closes_it_openly() {
+    let users = Htpasswd::new(&[("admin", "admin-pass")]);
+    let server = auth_server(&users.path, &[]);
+    let admin = basic("admin", "admin-pass");
+    let upload = "/v2/team/app/blobs/uploads/?digest=sha256:00";
+    for size in [100, 100_000] {
+        refuse_then_reuse(&server, "POST", upload, size, None, 401, &admin);
+        let manifest = "/v2/team/app/manifests/v1";
+        refuse_then_reuse(&server, "PUT", manifest, size, None, 401, &admin);
+    }
+}
+
+#[test]
+fn a_denied_push_leaves_the_connection_usable_or_closes_it_openly() {
+    if dockyard_only(super::common::Target::from_env(), "access rules") {
+        return;
+    }
+    let users = Htpasswd::new(&[("admin", "admin-pass"), ("viewer", "viewer-pass")]);
+    let rules = "  access:
+    - users: [admin]
+      repositories: [\"**\"]
+      actions: [pull, push]
+    - users: [viewer]
+      repositories: [\"**\"]
+      actions: [pull]
+";
+    let server = dockyard_with_auth_yaml(&users, rules);
+    let tmp = tempfile::TempDir::new().unwrap();
+    push_image(
+        &server,
+        Some(&basic("admin", "admin-pass")),
+        tmp.path(),
+        "c",
+        "team/app",
+        "v1",
+    );
+    let viewer = basic("viewer", "viewer-pass");
+    for size in [100, 100_000] {
+        let manifest = "/v2/team/app/manifests/v2";
+        refuse_then_reuse(&server, "PUT", manifest, size, Some(&viewer), 403, &viewer);
+    }
+}

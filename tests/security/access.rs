@@ -120,7 +120,6 @@ fn access_rules_decide_pull_push_and_delete_per_repository() {
         (Some("ci"), "POST", upload("secret/app"), 403),
         (Some("ci"), "POST", upload("shared/base"), 403),
         (Some("ci"), "DELETE", by_digest("shared/base"), 403),
-        (Some("ci"), "GET", manifest("public/img"), 403),
         (Some("ci"), "GET", manifest("appsx/web"), 403),
         // reader: pull only, on apps/** and secret/**.
         (Some("reader"), "GET", manifest("secret/app"), 200),
@@ -334,4 +333,22 @@ fn mounts_and_manifests_cannot_take_blobs_from_a_repository_the_caller_cannot_pu
         let resp = get(&fx.server, &path, Some(&ci));
         assert_eq!(resp.status, 404, "GET {path} as ci: {}", describe(&resp));
     }
+}
+
+#[test]
+fn a_logged_in_user_may_pull_what_anonymous_callers_may() {
+    if dockyard_only(Target::from_env(), "anonymous pull") {
+        return;
+    }
+    // Clients send the credentials stored for a registry host with every request (podman
+    // after `podman login`, containerd with its hosts config), so a user whose rules do not
+    // name public/** cannot fall back to pulling it anonymously.
+    let fx = Fixture::start();
+    let image = fx.image("public/img");
+    for user in ["ci", "reader", "nobody"] {
+        let resp = get(&fx.server, "/v2/public/img/manifests/v1", Some(&auth(user)));
+        assert_eq!(resp.status, 200, "{user}: {}", describe(&resp));
+        assert_eq!(resp.body, image.manifest, "{user}");
+    }
+    assert_eq!(fx.status(None, "GET", "/v2/public/img/manifests/v1"), 200);
 }

@@ -13,6 +13,7 @@ use tempfile::TempDir;
 
 use super::common::http::{self, Response};
 use super::common::oci::{self, ImageInfo, OCI_INDEX, OCI_MANIFEST};
+use super::common::server::ServerBuilder;
 use super::common::{Server, Target, run};
 
 /// The realm every test server announces.
@@ -66,18 +67,23 @@ pub fn lines(users: &[(&str, &str)]) -> String {
 /// A registry of the target chosen by the environment, deletion on, authenticating against
 /// `htpasswd` through the registry:2 environment variables (plus `extra_env`).
 pub fn auth_server(htpasswd: &Path, extra_env: &[(&str, &str)]) -> Server {
-    let mut builder = Server::builder()
+    let mut builder = auth_builder(htpasswd);
+    for (key, value) in extra_env {
+        builder = builder.env(key, value);
+    }
+    builder.start()
+}
+
+/// How [`auth_server`] starts its registry, for callers that add more (HTTPS).
+pub fn auth_builder(htpasswd: &Path) -> ServerBuilder {
+    Server::builder()
         .delete_enabled(true)
         .env("REGISTRY_AUTH", "htpasswd")
         .env("REGISTRY_AUTH_HTPASSWD_REALM", REALM)
         .env(
             "REGISTRY_AUTH_HTPASSWD_PATH",
             &htpasswd.display().to_string(),
-        );
-    for (key, value) in extra_env {
-        builder = builder.env(key, value);
-    }
-    builder.start()
+        )
 }
 
 /// A Dockyard with deletion on whose `config.yml` (written next to the htpasswd file) holds

@@ -2,3 +2,4 @@
 //! that runs fetch -> validate -> build -> apply -> status.
 
 pub mod crd;
+pub mod pki;

@@ -21,5 +21,8 @@ fn crds_directory_is_generated_from_the_code() {
         generated == committed,
         "crds/dockyard.dev.yaml is stale: regenerate it with `cargo run -- crd > crds/dockyard.dev.yaml`"
     );
-    assert!(generated.contains("kind: Registry"), "the Registry CRD is missing");
+    assert!(
+        generated.contains("kind: Registry"),
+        "the Registry CRD is missing"
+    );
 }

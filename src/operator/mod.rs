@@ -1,5 +1,12 @@
 //! The Kubernetes operator: custom resource types (`crd`) and, per resource, a reconciler
 //! that runs fetch -> validate -> build -> apply -> status.
 
+mod context;
 pub mod crd;
+mod error;
+pub mod metrics;
 pub mod pki;
+pub mod registry;
+
+pub use context::{Context, MANAGER};
+pub use error::Error;

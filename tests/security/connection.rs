@@ -7,6 +7,8 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::thread;
+use std::time::Duration;
 
 use super::common::Server;
 use super::common::http;
@@ -55,13 +57,22 @@ fn read_one(stream: &mut TcpStream) -> Option<Head> {
     Some(Head { status, headers })
 }
 
-/// Sends `method path` with a `size`-byte body as `first_auth` on a kept-alive connection,
+/// How a client writes a request body.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// Head and body in one write.
+    Together,
+    /// The head, then the body 200 ms later (a slow client, or Go flushing the head first).
+    BodyLater,
+}
+
+/// Sends `method path` with a body of `size` bytes written at `pace` as `first_auth` on a kept-alive connection,
 /// expects `refused`, then sends `GET /v2/` with `then_auth` on the same connection.
 fn refuse_then_reuse(
     server: &Server,
     method: &str,
     path: &str,
-    size: usize,
+    (size, pace): (usize, Pace),
     first_auth: Option<&str>,
     refused: u16,
     then_auth: &str,
@@ -75,12 +86,15 @@ fn refuse_then_reuse(
          Content-Length: {size}\r\n\r\n",
         server.addr
     );
-    let mut request = head.into_bytes();
-    request.extend(vec![b'x'; size]);
+    let what = format!("{method} {path} with {size} body bytes ({pace:?})");
     // A server that answers early may reset the connection before the body is all sent.
-    let _ = stream.write_all(&request);
-    let first = read_one(&mut stream).expect("no answer to the refused request");
-    let what = format!("{method} {path} with {size} body bytes");
+    let _ = stream.write_all(head.as_bytes());
+    if let Pace::BodyLater = pace {
+        thread::sleep(Duration::from_millis(200));
+    }
+    let _ = stream.write_all(&vec![b'x'; size]);
+    let first = read_one(&mut stream)
+        .unwrap_or_else(|| panic!("{what}: the connection ended without an answer"));
     assert_eq!(first.status, refused, "{what}: {:?}", first.headers);
     if first.closes() {
         return;
@@ -99,16 +113,23 @@ fn refuse_then_reuse(
     );
 }
 
+/// The body sizes and pacing every refusal is tried with.
+const BODIES: [(usize, Pace); 3] = [
+    (100, Pace::Together),
+    (100, Pace::BodyLater),
+    (100_000, Pace::Together),
+];
+
 #[test]
 fn a_challenged_upload_leaves_the_connection_usable_or_closes_it_openly() {
     let users = Htpasswd::new(&[("admin", "admin-pass")]);
     let server = auth_server(&users.path, &[]);
     let admin = basic("admin", "admin-pass");
     let upload = "/v2/team/app/blobs/uploads/?digest=sha256:00";
-    for size in [100, 100_000] {
-        refuse_then_reuse(&server, "POST", upload, size, None, 401, &admin);
+    for body in BODIES {
+        refuse_then_reuse(&server, "POST", upload, body, None, 401, &admin);
         let manifest = "/v2/team/app/manifests/v1";
-        refuse_then_reuse(&server, "PUT", manifest, size, None, 401, &admin);
+        refuse_then_reuse(&server, "PUT", manifest, body, None, 401, &admin);
     }
 }
 
@@ -137,8 +158,8 @@ fn a_denied_push_leaves_the_connection_usable_or_closes_it_openly() {
         "v1",
     );
     let viewer = basic("viewer", "viewer-pass");
-    for size in [100, 100_000] {
-        let manifest = "/v2/team/app/manifests/v2";
-        refuse_then_reuse(&server, "PUT", manifest, size, Some(&viewer), 403, &viewer);
+    let manifest = "/v2/team/app/manifests/v2";
+    for body in BODIES {
+        refuse_then_reuse(&server, "PUT", manifest, body, Some(&viewer), 403, &viewer);
     }
 }

@@ -143,6 +143,13 @@ impl Authenticator {
         let Some(header) = authorization else {
             return Ok(Identity::Anonymous);
         };
+        // skopeo, podman and CRI-O answer a Basic challenge with empty credentials when
+        // they have none: that is an anonymous caller, not a failed login.
+        if parse_basic(header)
+            .is_some_and(|(user, password)| user.is_empty() && password.is_empty())
+        {
+            return Ok(Identity::Anonymous);
+        }
         let now = Instant::now();
         if let Some(retry_after) = client.and_then(|c| self.limiter.blocked(c, now)) {
             return Err(AuthError::TooManyAttempts { retry_after });

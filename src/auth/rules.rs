@@ -67,18 +67,23 @@ impl Policy {
         Ok(())
     }
 
+    /// Whether `who` may do `action` on `repository`. A signed-in user may always do what
+    /// an anonymous caller may: clients send stored credentials on every request.
     pub fn allows(&self, who: &Identity, action: Action, repository: &str) -> bool {
+        let anonymous =
+            action == Action::Pull && self.anonymous_pull.iter().any(|p| glob(p, repository));
         match who {
-            Identity::Anonymous => {
-                action == Action::Pull && self.anonymous_pull.iter().any(|p| glob(p, repository))
-            }
+            Identity::Anonymous => anonymous,
             Identity::User(name) => match &self.rules {
                 None => true,
-                Some(rules) => rules.iter().any(|r| {
-                    r.actions.contains(&action)
-                        && r.users.iter().any(|u| u == "*" || u == name)
-                        && r.repositories.iter().any(|p| glob(p, repository))
-                }),
+                Some(rules) => {
+                    anonymous
+                        || rules.iter().any(|r| {
+                            r.actions.contains(&action)
+                                && r.users.iter().any(|u| u == "*" || u == name)
+                                && r.repositories.iter().any(|p| glob(p, repository))
+                        })
+                }
             },
         }
     }
@@ -169,6 +174,17 @@ mod tests {
         assert!(!p.allows(&user("reader"), Action::Push, "apps/web"));
         assert!(p.allows(&user("ci"), Action::Push, "apps/web"));
         assert!(!p.allows(&user("ci"), Action::Push, "other/web"));
+        // Users keep what anonymous callers have.
+        let narrow = Policy {
+            anonymous_pull: vec!["public/**".into()],
+            rules: Some(vec![AccessRule {
+                users: vec!["ci".into()],
+                repositories: vec!["apps/**".into()],
+                actions: vec![Action::Push],
+            }]),
+        };
+        assert!(narrow.allows(&user("ci"), Action::Pull, "public/img"));
+        assert!(!narrow.allows(&user("ci"), Action::Push, "public/img"));
     }
 
     #[test]

@@ -49,6 +49,18 @@ async fn verifies_basic_credentials() {
         Err(AuthError::Unauthorized)
     );
     assert_eq!(auth.authenticate(None, ip).await, Ok(Identity::Anonymous));
+    // Empty Basic credentials (what skopeo sends without a login) are anonymous, not failures.
+    for _ in 0..MAX_FAILURES + 1 {
+        assert_eq!(
+            auth.authenticate(Some(b"Basic Og=="), ip).await,
+            Ok(Identity::Anonymous)
+        );
+    }
+    assert!(
+        auth.authenticate(Some(&basic("alice", "secret")), ip)
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]

@@ -138,10 +138,8 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert(header::RANGE, v);
         }
         if let ApiError::Unauthorized { realm } = &self
-            && let Ok(v) = HeaderValue::from_str(&format!(
-                "Basic realm=\"{}\", charset=\"UTF-8\"",
-                realm.replace('"', "")
-            ))
+            && let Ok(v) =
+                HeaderValue::from_str(&format!("Basic realm=\"{}\"", realm.replace('"', "")))
         {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }

@@ -15,6 +15,7 @@ mod uploads;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -24,7 +25,7 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tracing::Instrument;
 
 use crate::auth::Authenticator;
@@ -76,13 +77,44 @@ async fn v2_entry(State(state): State<AppState>, req: Request) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let (parts, body) = req.into_parts();
+    let declares_body = declares_body(&parts.headers);
+    let (body, finished) = track_end(body);
     let head = Head::from_parts(parts, ());
     let mut resp = handle(&state, &head, body, client)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     resp.headers_mut()
         .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+    // A response sent before the request body was read to its end (a refusal, an invalid
+    // digest, an oversized manifest) leaves unread bytes on the connection: tell the client
+    // not to reuse it, rather than have its next request fail.
+    if declares_body && !finished.load(Ordering::Acquire) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     resp
+}
+
+fn declares_body(headers: &axum::http::HeaderMap) -> bool {
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    length.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING)
+}
+
+/// Wraps a body so that reading it to its end sets the returned flag.
+fn track_end(body: Body) -> (Body, Arc<AtomicBool>) {
+    let finished = Arc::new(AtomicBool::new(false));
+    let flag = finished.clone();
+    let mut inner = body.into_data_stream();
+    let stream = futures::stream::poll_fn(move |cx| {
+        let next = inner.poll_next_unpin(cx);
+        if let std::task::Poll::Ready(None) = next {
+            flag.store(true, Ordering::Release);
+        }
+        next
+    });
+    (Body::from_stream(stream), finished)
 }
 
 /// Authenticates, parses the route, authorizes, then dispatches.

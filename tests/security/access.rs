@@ -177,13 +177,23 @@ fn catalog_lists_only_repositories_the_caller_may_pull() {
         assert_eq!(resp.status, 200, "{user}: {}", describe(&resp));
         catalog_names(&resp)
     };
+    // Users also see what anonymous callers may pull (public/**).
     assert_eq!(visible("admin"), REPOS);
-    assert_eq!(visible("ci"), ["apps/team/api", "apps/web", "shared/base"]);
+    assert_eq!(
+        visible("ci"),
+        ["apps/team/api", "apps/web", "public/img", "shared/base"]
+    );
     assert_eq!(
         visible("reader"),
-        ["apps/team/api", "apps/web", "secret/app", "shared/base"]
+        [
+            "apps/team/api",
+            "apps/web",
+            "public/img",
+            "secret/app",
+            "shared/base"
+        ]
     );
-    assert_eq!(visible("nobody"), ["shared/base"]);
+    assert_eq!(visible("nobody"), ["public/img", "shared/base"]);
 
     // Page by page, the links name no hidden repository either.
     let mut path = "/v2/_catalog?n=1".to_string();
@@ -195,14 +205,17 @@ fn catalog_lists_only_repositories_the_caller_may_pull() {
         let Some(link) = resp.header("link") else {
             break;
         };
-        for hidden in ["secret", "public", "deep"] {
+        for hidden in ["secret", "deep"] {
             assert!(!link.contains(hidden), "link {link} reveals {hidden}");
         }
         let start = link.find('<').expect("link target") + 1;
         let end = link.find('>').expect("link target");
         path = link[start..end].to_string();
     }
-    assert_eq!(pages, ["apps/team/api", "apps/web", "shared/base"]);
+    assert_eq!(
+        pages,
+        ["apps/team/api", "apps/web", "public/img", "shared/base"]
+    );
 
     // Anonymous callers see at most what they may pull (public/**).
     let resp = get(&fx.server, "/v2/_catalog", None);

@@ -2,7 +2,7 @@
 //! TLS versions served, client certificates required by `clientcas`, and certificate rotation
 //! under load (new connections get the new certificate, none fails, a broken replacement is
 //! ignored). `DOCKYARD_TEST_TARGET=distribution` runs them against distribution 2.8.2, which
-//! skips what it lacks (HTTP/2, live reload) with a printed note.
+//! skips what it lacks (live reload) with a printed note.
 
 #[allow(
     dead_code,

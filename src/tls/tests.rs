@@ -448,3 +448,40 @@ async fn client_certificates_are_required_and_their_cas_reload() {
     assert!(tls.reload().is_err());
     assert!(as_bob.get(server.addr).await.is_ok());
 }
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("test CA");
+    install(dir.path(), &ca.server(1));
+    let tls = Arc::new(Tls::load(settings(dir.path(), vec![])).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let slow = || async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        "done"
+    };
+    let app = Router::new().route("/", get(slow));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, tls, app, async move {
+        let _ = stopped.await;
+    }));
+
+    let mut stream = Client::trusting(&ca).connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("done"),
+        "{text}"
+    );
+    let finished = tokio::time::timeout(Duration::from_secs(5), server).await;
+    assert!(matches!(finished, Ok(Ok(Ok(())))), "{finished:?}");
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}

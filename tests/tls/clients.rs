@@ -76,11 +76,7 @@ fn curl_gets_http2_by_alpn_and_https_locations() {
         ))
     };
     assert_eq!(version("--http1.1"), "1.1");
-    if server.target == Target::Distribution {
-        eprintln!("note: distribution 2.8.2 does not offer HTTP/2 over TLS");
-    } else {
-        assert_eq!(version("--http2"), "2");
-    }
+    assert_eq!(version("--http2"), "2");
 
     // An upload's Location is absolute and https, over HTTP/2 (no Host header) as well.
     let url = format!("{base}/v2/tls/upload/blobs/uploads/");

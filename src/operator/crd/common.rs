@@ -129,7 +129,7 @@ pub struct ServiceSpec {
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
     /// Pin the ClusterIP, e.g. so nodes (which cannot resolve cluster DNS) reach a stable address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "clusterIP", skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^[0-9]{1,3}(\\\\.[0-9]{1,3}){3}$') || self.contains(':')").message("clusterIP must be an IPv4 or IPv6 address"))]
     pub cluster_ip: Option<String>,
 }

@@ -3,6 +3,10 @@
 //! Only `fetch`, `apply` and `status` talk to the API server; `validate` and `build` are
 //! pure and tested with complete expected objects.
 
+pub mod build;
+pub mod materials;
+pub mod validate;
+
 use std::sync::Arc;
 use std::time::Duration;
 

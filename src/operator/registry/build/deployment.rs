@@ -1,0 +1,212 @@
+//! The registry Deployment: the operator's image running `dockyard serve`, production
+//! shaped (non-root, read-only root filesystem, no capabilities, RuntimeDefault seccomp,
+//! probes), `Recreate` while a ReadWriteOnce volume cannot be shared.
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    HTTPGetAction, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::configmap::{CONFIG_DIR, CONFIG_PATH, DATA_DIR, HTPASSWD_PATH, TLS_DIR};
+use super::{CONTAINER_PORT, labels, owned, selector};
+use crate::operator::crd::{AccessMode, TlsMode};
+use crate::operator::registry::validate::Desired;
+
+/// The unprivileged user the registry runs as (and that owns the volume via fsGroup).
+const RUN_AS: i64 = 65532;
+
+pub fn build(d: &Desired, config_hash: &str) -> Deployment {
+    let mut annotations = d.pod.pod_annotations.clone();
+    annotations.insert(
+        "dockyard.dev/config-hash".to_owned(),
+        config_hash.to_owned(),
+    );
+    let strategy = match d.storage.access_mode {
+        AccessMode::ReadWriteOnce => "Recreate",
+        AccessMode::ReadWriteMany => "RollingUpdate",
+    };
+    Deployment {
+        metadata: owned(d, d.name.clone()),
+        spec: Some(DeploymentSpec {
+            replicas: Some(d.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector(d)),
+                ..LabelSelector::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some(strategy.to_owned()),
+                rolling_update: None,
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(d)),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod(d)),
+            },
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn pod(d: &Desired) -> PodSpec {
+    PodSpec {
+        containers: vec![container(d)],
+        volumes: Some(volumes(d)),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS),
+            run_as_group: Some(RUN_AS),
+            fs_group: Some(RUN_AS),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            ..PodSecurityContext::default()
+        }),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        node_selector: (!d.pod.node_selector.is_empty()).then(|| d.pod.node_selector.clone()),
+        tolerations: (!d.pod.tolerations.is_empty()).then(|| d.pod.tolerations.clone()),
+        affinity: d.pod.affinity.clone(),
+        ..PodSpec::default()
+    }
+}
+
+fn probe(d: &Desired, period: i32) -> Probe {
+    let scheme = if matches!(d.tls, TlsMode::Disabled) {
+        "HTTP"
+    } else {
+        "HTTPS"
+    };
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some("/healthz".to_owned()),
+            port: IntOrString::String("registry".to_owned()),
+            scheme: Some(scheme.to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        ..Probe::default()
+    }
+}
+
+fn container(d: &Desired) -> Container {
+    let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: Some(read_only),
+        ..VolumeMount::default()
+    };
+    // Whole directories, not subPath mounts, so Secret updates reach the pod.
+    let mut mounts = vec![
+        mount("config", CONFIG_DIR, true),
+        mount("data", DATA_DIR, false),
+        mount("tmp", "/tmp", false),
+    ];
+    if d.auth.is_some() {
+        mounts.push(mount(
+            "htpasswd",
+            HTPASSWD_PATH.trim_end_matches("/htpasswd"),
+            true,
+        ));
+    }
+    if !matches!(d.tls, TlsMode::Disabled) {
+        mounts.push(mount("tls", TLS_DIR, true));
+    }
+    let quantity = |s: &str| Quantity(s.to_owned());
+    let resources = d.pod.resources.clone().unwrap_or(ResourceRequirements {
+        requests: Some(
+            [
+                ("cpu".to_owned(), quantity("50m")),
+                ("memory".to_owned(), quantity("64Mi")),
+            ]
+            .into(),
+        ),
+        limits: Some([("memory".to_owned(), quantity("512Mi"))].into()),
+        ..ResourceRequirements::default()
+    });
+    Container {
+        name: "registry".to_owned(),
+        image: Some(d.image.clone()),
+        args: Some(vec!["serve".to_owned(), CONFIG_PATH.to_owned()]),
+        ports: Some(vec![ContainerPort {
+            name: Some("registry".to_owned()),
+            container_port: CONTAINER_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(probe(d, 5)),
+        liveness_probe: Some(Probe {
+            failure_threshold: Some(6),
+            ..probe(d, 10)
+        }),
+        resources: Some(resources),
+        volume_mounts: Some(mounts),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    }
+}
+
+fn volumes(d: &Desired) -> Vec<Volume> {
+    let secret = |name: &str, secret_name: String| Volume {
+        name: name.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret_name),
+            default_mode: Some(0o440),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    let mut volumes = vec![
+        Volume {
+            name: "config".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: super::config_name(d),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "data".to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: super::volume_name(d),
+                read_only: None,
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tmp".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    if d.auth.is_some() {
+        volumes.push(secret("htpasswd", super::htpasswd_name(d)));
+    }
+    match &d.tls {
+        TlsMode::Disabled => {}
+        TlsMode::Secret(name) => volumes.push(secret("tls", name.clone())),
+        TlsMode::SelfSigned(_) | TlsMode::CertManager(_) => {
+            volumes.push(secret("tls", super::tls_name(d)))
+        }
+    }
+    volumes
+}

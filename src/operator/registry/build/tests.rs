@@ -1,0 +1,228 @@
+//! Builder tests: the objects a user would find in the cluster.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::*;
+use crate::operator::registry::materials::{Existing, prepare};
+use crate::operator::registry::validate::tests::{registry, secret};
+use crate::operator::registry::validate::{Desired, validate};
+
+const NOW: i64 = 1_790_000_000;
+
+fn desired(spec: serde_json::Value, secrets: &[(&str, &[(&str, &str)])]) -> Desired {
+    let secrets: BTreeMap<_, _> = secrets.iter().map(|(n, p)| secret(n, p)).collect();
+    validate(&registry(spec), &secrets, "example.test/dockyard:1").unwrap()
+}
+
+#[test]
+fn service_is_complete() {
+    let d = desired(
+        json!({"service": {"type": "NodePort", "port": 443, "clusterIP": "10.96.0.50"}}),
+        &[],
+    );
+    let m = prepare(&d, &Existing::default(), NOW).unwrap();
+    let svc = serde_json::to_value(build(&d, &m).service).unwrap();
+    assert_eq!(
+        svc,
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {
+                "name": "reg", "namespace": "team",
+                "labels": {"app.kubernetes.io/instance": "reg", "app.kubernetes.io/managed-by": "dockyard", "app.kubernetes.io/name": "dockyard-registry"},
+                "ownerReferences": [{"apiVersion": "dockyard.dev/v1alpha1", "kind": "Registry", "name": "reg", "uid": "uid-1", "controller": true}]
+            },
+            "spec": {
+                "type": "NodePort", "clusterIP": "10.96.0.50",
+                "selector": {"app.kubernetes.io/instance": "reg", "app.kubernetes.io/name": "dockyard-registry"},
+                "ports": [{"name": "registry", "port": 443, "targetPort": "registry", "protocol": "TCP"}]
+            }
+        })
+    );
+}
+
+#[test]
+fn the_config_is_one_the_registry_accepts() {
+    let d = desired(
+        json!({"storage": {"deleteEnabled": true}, "auth": {"users": [{"username": "alice", "passwordSecretRef": {"name": "pw", "key": "p"}}],
+               "anonymousPull": ["public/**"], "access": [{"users": ["alice"], "repositories": ["**"], "actions": ["pull", "push"]}]}}),
+        &[("pw", &[("p", "secret")])],
+    );
+    let loaded = crate::config::Config::parse(&config_yaml(&d), vec![]).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let c = loaded.config;
+    assert!(c.storage.delete.enabled);
+    assert_eq!(c.listen_addr(), "0.0.0.0:5000");
+    assert!(
+        c.http
+            .tls
+            .as_ref()
+            .unwrap()
+            .certificate
+            .as_ref()
+            .unwrap()
+            .ends_with("tls.crt")
+    );
+    let auth = c.auth.unwrap();
+    assert_eq!(auth.anonymouspull, ["public/**"]);
+    let rules = auth.access.unwrap();
+    assert_eq!(rules.len(), 2, "the pull user gets its own pull rule");
+    assert_eq!(rules[1].users, ["dockyard-pull"]);
+}
+
+#[test]
+fn the_workload_is_production_shaped() {
+    let d = desired(
+        json!({"auth": {"users": [{"username": "a", "passwordSecretRef": {"name": "pw", "key": "p"}}]}}),
+        &[("pw", &[("p", "x")])],
+    );
+    let m = prepare(&d, &Existing::default(), NOW).unwrap();
+    let dep = serde_json::to_value(build(&d, &m).deployment).unwrap();
+    let spec = &dep["spec"];
+    assert_eq!(
+        spec["strategy"]["type"], "Recreate",
+        "a ReadWriteOnce volume cannot be shared during a rollout"
+    );
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let c = &pod["containers"][0];
+    assert_eq!(c["image"], "example.test/dockyard:1");
+    assert_eq!(
+        c["args"],
+        json!(["serve", "/etc/dockyard/config/config.yml"])
+    );
+    assert_eq!(
+        c["securityContext"],
+        json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "runAsNonRoot": true, "capabilities": {"drop": ["ALL"]}})
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": "registry", "scheme": "HTTPS"})
+    );
+    let volumes: Vec<&str> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(volumes, ["config", "data", "tmp", "htpasswd", "tls"]);
+    assert_eq!(pod["volumes"][4]["secret"]["secretName"], "reg-tls");
+    assert!(spec["template"]["metadata"]["annotations"]["dockyard.dev/config-hash"].is_string());
+}
+
+#[test]
+fn the_volume_outlives_the_registry_unless_asked() {
+    let kept = desired(json!({}), &[]);
+    let m = prepare(&kept, &Existing::default(), NOW).unwrap();
+    let pvc = build(&kept, &m).volume;
+    assert!(pvc.metadata.owner_references.is_none());
+    assert_eq!(
+        pvc.spec.as_ref().unwrap().access_modes,
+        Some(vec!["ReadWriteOnce".to_owned()])
+    );
+    let deleted = desired(
+        json!({"storage": {"filesystem": {"size": "50Gi", "deleteWithRegistry": true, "storageClassName": "fast"}}}),
+        &[],
+    );
+    let pvc = build(
+        &deleted,
+        &prepare(&deleted, &Existing::default(), NOW).unwrap(),
+    )
+    .volume;
+    assert_eq!(pvc.metadata.owner_references.unwrap()[0].uid, "uid-1");
+    assert_eq!(
+        pvc.spec.unwrap().storage_class_name.as_deref(),
+        Some("fast")
+    );
+}
+
+#[test]
+fn pull_secrets_hold_working_docker_credentials() {
+    let d = desired(
+        json!({"pullSecrets": {"namespaces": ["team", "apps"]}}),
+        &[],
+    );
+    let m = prepare(&d, &Existing::default(), NOW).unwrap();
+    let children = build(&d, &m);
+    assert_eq!(children.pull_secrets.len(), 2);
+    let apps = children
+        .pull_secrets
+        .iter()
+        .find(|s| s.metadata.namespace.as_deref() == Some("apps"))
+        .unwrap();
+    assert_eq!(
+        apps.type_.as_deref(),
+        Some("kubernetes.io/dockerconfigjson")
+    );
+    assert!(
+        apps.metadata.owner_references.is_none(),
+        "no owner references across namespaces"
+    );
+    assert_eq!(
+        apps.metadata.labels.as_ref().unwrap()["dockyard.dev/registry-uid"],
+        "uid-1"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&apps.data.as_ref().unwrap()[".dockerconfigjson"].0).unwrap();
+    let entry = &config["auths"]["reg.team.svc:5000"];
+    assert_eq!(entry["username"], "dockyard-pull");
+    assert_eq!(entry["password"], m.pull_password.as_str());
+    let team = children
+        .pull_secrets
+        .iter()
+        .find(|s| s.metadata.namespace.as_deref() == Some("team"))
+        .unwrap();
+    assert!(
+        team.metadata.owner_references.is_some(),
+        "owned in the Registry's own namespace"
+    );
+}
+
+#[test]
+fn nothing_changes_when_nothing_changed() {
+    let d = desired(
+        json!({"auth": {"users": [{"username": "a", "passwordSecretRef": {"name": "pw", "key": "p"}}]}, "service": {"clusterIP": "10.96.0.9"}}),
+        &[("pw", &[("p", "x")])],
+    );
+    let ip = Some("10.96.0.9".parse().unwrap());
+    let first = prepare(
+        &d,
+        &Existing {
+            cluster_ip: ip,
+            ..Existing::default()
+        },
+        NOW,
+    )
+    .unwrap();
+    let (ca, serving, sans) = first.self_signed.clone().unwrap();
+    assert!(sans.ends_with(",10.96.0.9"), "{sans}");
+    let existing = Existing {
+        htpasswd: first.htpasswd.clone(),
+        pull_password: Some(first.pull_password.clone()),
+        ca: Some(ca),
+        serving: Some(crate::operator::registry::materials::ExistingServing {
+            cert: serving,
+            sans,
+        }),
+        cluster_ip: ip,
+    };
+    let again = prepare(&d, &existing, NOW + 3600).unwrap();
+    assert_eq!(again, first, "same hashes, passwords and certificates");
+    // A new ClusterIP means a new serving certificate, signed by the same CA.
+    let moved = Existing {
+        cluster_ip: Some("10.96.0.10".parse().unwrap()),
+        ..existing.clone()
+    };
+    let renewed = prepare(&d, &moved, NOW + 3600).unwrap();
+    assert_eq!(
+        renewed.self_signed.as_ref().unwrap().0,
+        first.self_signed.as_ref().unwrap().0
+    );
+    assert_ne!(renewed.self_signed.unwrap().1, first.self_signed.unwrap().1);
+}

@@ -1,0 +1,176 @@
+//! Secret material a Registry needs, derived from the desired state and what already
+//! exists, so that nothing changes when nothing needs to: bcrypt hashes are reused while
+//! they still verify the password, the pull user's password is generated once, the CA is
+//! created once and never replaced, and serving certificates are renewed only when their
+//! names change or a third of their lifetime remains.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::validate::{Desired, PULL_USER, UserSource};
+use crate::operator::crd::TlsMode;
+use crate::operator::pki::{self, CaBundle, PkiError, ServingCert};
+
+/// bcrypt cost of generated entries.
+pub const BCRYPT_COST: u32 = 10;
+
+/// What exists already, read from the managed Secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Existing {
+    /// The current managed htpasswd file.
+    pub htpasswd: Option<String>,
+    pub pull_password: Option<String>,
+    pub ca: Option<CaBundle>,
+    pub serving: Option<ExistingServing>,
+    /// The Service's allocated ClusterIP, once it exists.
+    pub cluster_ip: Option<IpAddr>,
+}
+
+/// A serving certificate and the facts recorded next to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingServing {
+    pub cert: ServingCert,
+    /// The SANs it was issued for, as recorded in the Secret's annotation.
+    pub sans: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Materials {
+    /// The managed htpasswd file; `None` when auth is off.
+    pub htpasswd: Option<String>,
+    pub pull_password: String,
+    /// For `selfSigned`: the CA and the serving certificate.
+    pub self_signed: Option<(CaBundle, ServingCert, String)>,
+}
+
+/// DNS names the serving certificate covers.
+pub fn dns_names(d: &Desired) -> Vec<String> {
+    let (n, ns) = (&d.name, &d.namespace);
+    vec![
+        n.clone(),
+        format!("{n}.{ns}"),
+        format!("{n}.{ns}.svc"),
+        format!("{n}.{ns}.svc.cluster.local"),
+    ]
+}
+
+pub fn ca_common_name(d: &Desired) -> String {
+    format!("Dockyard CA {}/{}", d.namespace, d.name)
+}
+
+/// The SAN list as recorded on the Secret, to tell when it changes.
+pub fn sans_record(dns: &[String], ips: &[IpAddr]) -> String {
+    let mut all: Vec<String> = dns.to_vec();
+    all.extend(ips.iter().map(|ip| ip.to_string()));
+    all.join(",")
+}
+
+pub fn prepare(d: &Desired, existing: &Existing, now: i64) -> Result<Materials, PkiError> {
+    let pull_password = existing
+        .pull_password
+        .clone()
+        .unwrap_or_else(random_password);
+    let htpasswd = d.auth.as_ref().map(|auth| {
+        let mut users: Vec<(String, String)> = match &auth.source {
+            UserSource::Passwords(users) => users.clone(),
+            UserSource::File(_) => vec![],
+        };
+        users.push((PULL_USER.to_owned(), pull_password.clone()));
+        let reused = reuse_hashes(existing.htpasswd.as_deref(), &users);
+        match &auth.source {
+            UserSource::File(text) => format!("{}\n{}", text.trim_end(), reused),
+            UserSource::Passwords(_) => reused,
+        }
+    });
+    let self_signed = match &d.tls {
+        TlsMode::SelfSigned(opts) => {
+            let ca_name = ca_common_name(d);
+            let ca = match &existing.ca {
+                Some(ca) => ca.clone(),
+                None => pki::new_ca(&ca_name, now)?,
+            };
+            let dns = dns_names(d);
+            let ips: Vec<IpAddr> = existing.cluster_ip.into_iter().collect();
+            let sans = sans_record(&dns, &ips);
+            let fresh = existing.serving.as_ref().filter(|s| {
+                s.sans == sans
+                    && existing.ca.is_some()
+                    && !pki::needs_renewal(s.cert.not_after, opts.validity_days, now)
+            });
+            let serving = match fresh {
+                Some(s) => s.cert.clone(),
+                None => pki::issue_serving(&ca, &ca_name, &dns, &ips, opts.validity_days, now)?,
+            };
+            Some((ca, serving, sans))
+        }
+        _ => None,
+    };
+    Ok(Materials {
+        htpasswd,
+        pull_password,
+        self_signed,
+    })
+}
+
+/// htpasswd lines for `users`, keeping each existing hash that still verifies its password.
+fn reuse_hashes(existing: Option<&str>, users: &[(String, String)]) -> String {
+    let old: BTreeMap<&str, &str> = existing
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .collect();
+    let mut lines: Vec<String> = users
+        .iter()
+        .map(|(user, password)| match old.get(user.as_str()) {
+            Some(hash) if bcrypt::verify(password, hash).unwrap_or(false) => {
+                format!("{user}:{hash}")
+            }
+            _ => crate::auth::htpasswd_line(user, password, BCRYPT_COST).unwrap_or_default(),
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort();
+    lines.join("\n") + "\n"
+}
+
+fn random_password() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_passwords_keep_their_hashes() {
+        let users = vec![
+            ("alice".to_owned(), "a-pw".to_owned()),
+            ("bob".to_owned(), "b-pw".to_owned()),
+        ];
+        let first = reuse_hashes(None, &users);
+        assert_eq!(
+            reuse_hashes(Some(&first), &users),
+            first,
+            "no churn when nothing changed"
+        );
+        let changed = vec![
+            ("alice".to_owned(), "new".to_owned()),
+            ("bob".to_owned(), "b-pw".to_owned()),
+        ];
+        let second = reuse_hashes(Some(&first), &changed);
+        let line = |text: &str, user: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{user}:")))
+                .unwrap()
+                .to_owned()
+        };
+        assert_ne!(line(&second, "alice"), line(&first, "alice"));
+        assert_eq!(line(&second, "bob"), line(&first, "bob"));
+        let hash = line(&second, "alice").split_once(':').unwrap().1.to_owned();
+        assert!(bcrypt::verify("new", &hash).unwrap());
+    }
+}

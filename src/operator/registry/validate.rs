@@ -1,0 +1,221 @@
+//! Pure validation: the Registry and the Secrets it refers to become a typed [`Desired`]
+//! state, or an [`Invalid`] with a reason and a message that says how to fix it. What CEL
+//! can check is rejected at admission; this catches what needs other objects.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+
+use crate::operator::crd::{
+    AccessRuleSpec, FilesystemStorage, PodOptions, Registry, SecretKeyRef, ServiceSpec, TlsMode,
+};
+
+/// The user the operator manages for pull Secrets.
+pub const PULL_USER: &str = "dockyard-pull";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub name: String,
+    pub namespace: String,
+    pub owner: OwnerReference,
+    pub replicas: i32,
+    pub image: String,
+    pub storage: FilesystemStorage,
+    pub delete_enabled: bool,
+    pub auth: Option<AuthPlan>,
+    pub tls: TlsMode,
+    pub service: ServiceSpec,
+    pub pull_namespaces: Vec<String>,
+    pub pull_secret_name: String,
+    pub pod: PodOptions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthPlan {
+    pub source: UserSource,
+    pub anonymous_pull: Vec<String>,
+    pub access: Vec<AccessRuleSpec>,
+}
+
+/// Where the users come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserSource {
+    /// Usernames with their passwords, read from Secrets.
+    Passwords(Vec<(String, String)>),
+    /// A complete htpasswd file from the user's Secret.
+    File(String),
+}
+
+/// Why the Registry cannot be reconciled as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn invalid(reason: &'static str, message: String) -> Invalid {
+    Invalid { reason, message }
+}
+
+/// Reads `key` of the Secret `r.name` from the fetched Secrets.
+fn secret_value(
+    secrets: &BTreeMap<String, Secret>,
+    r: &SecretKeyRef,
+    what: &str,
+) -> Result<String, Invalid> {
+    let secret = secrets.get(&r.name).ok_or_else(|| {
+        invalid(
+            "SecretNotFound",
+            format!(
+                "{what}: Secret {:?} does not exist in this namespace",
+                r.name
+            ),
+        )
+    })?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .map(|b| b.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(&r.key))
+                .map(|s| s.clone().into_bytes())
+        })
+        .ok_or_else(|| {
+            invalid(
+                "SecretKeyNotFound",
+                format!("{what}: Secret {:?} has no key {:?}", r.name, r.key),
+            )
+        })?;
+    String::from_utf8(bytes).map_err(|_| {
+        invalid(
+            "SecretNotText",
+            format!(
+                "{what}: key {:?} of Secret {:?} is not UTF-8 text",
+                r.key, r.name
+            ),
+        )
+    })
+}
+
+/// Checks the Registry against the Secrets it refers to (`secrets`, by name).
+pub fn validate(
+    registry: &Registry,
+    secrets: &BTreeMap<String, Secret>,
+    default_image: &str,
+) -> Result<Desired, Invalid> {
+    let spec = &registry.spec;
+    let name = registry.name_any();
+    let namespace = registry
+        .namespace()
+        .ok_or_else(|| invalid("NoNamespace", "Registry has no namespace".into()))?;
+    let owner = registry
+        .controller_owner_ref(&())
+        .ok_or_else(|| invalid("NoUid", "Registry has no uid yet".into()))?;
+    if spec.storage.s3.is_some() {
+        return Err(invalid(
+            "StorageUnsupported",
+            "storage.s3 is not served by this version of Dockyard yet; use storage.filesystem"
+                .into(),
+        ));
+    }
+    let auth = auth_plan(registry, secrets)?;
+    if let TlsMode::Secret(secret) = spec.tls.mode() {
+        for key in ["tls.crt", "tls.key"] {
+            secret_value(
+                secrets,
+                &SecretKeyRef {
+                    name: secret.clone(),
+                    key: key.into(),
+                },
+                "tls.secretRef",
+            )?;
+        }
+    }
+    Ok(Desired {
+        owner,
+        replicas: spec.replicas,
+        image: spec
+            .image
+            .clone()
+            .unwrap_or_else(|| default_image.to_owned()),
+        storage: spec.storage.filesystem.clone().unwrap_or_default(),
+        delete_enabled: spec.storage.delete_enabled,
+        auth,
+        tls: spec.tls.mode(),
+        service: spec.service.clone(),
+        pull_namespaces: {
+            let mut ns = spec.pull_secrets.namespaces.clone();
+            ns.sort();
+            ns.dedup();
+            ns
+        },
+        pull_secret_name: spec
+            .pull_secrets
+            .secret_name
+            .clone()
+            .unwrap_or_else(|| format!("{name}-pull")),
+        pod: spec.pod.clone(),
+        name,
+        namespace,
+    })
+}
+
+fn auth_plan(
+    registry: &Registry,
+    secrets: &BTreeMap<String, Secret>,
+) -> Result<Option<AuthPlan>, Invalid> {
+    let auth = &registry.spec.auth;
+    let source = if let Some(file) = &auth.htpasswd_secret_ref {
+        let text = secret_value(secrets, file, "auth.htpasswdSecretRef")?;
+        crate::auth::Htpasswd::parse(&text)
+            .map_err(|e| invalid("HtpasswdInvalid", format!("auth.htpasswdSecretRef: {e}")))?;
+        UserSource::File(text)
+    } else if !auth.users.is_empty() {
+        let mut users = Vec::new();
+        for user in &auth.users {
+            if user.username == PULL_USER {
+                return Err(invalid(
+                    "ReservedUsername",
+                    format!("username {PULL_USER:?} is reserved for pull Secrets; pick another"),
+                ));
+            }
+            let password = secret_value(
+                secrets,
+                &user.password_secret_ref,
+                &format!("auth.users[{}]", user.username),
+            )?;
+            if password.is_empty() {
+                return Err(invalid(
+                    "EmptyPassword",
+                    format!("the password of user {:?} is empty", user.username),
+                ));
+            }
+            users.push((user.username.clone(), password));
+        }
+        users.sort();
+        UserSource::Passwords(users)
+    } else {
+        return Ok(None);
+    };
+    let policy = crate::auth::Policy {
+        anonymous_pull: auth.anonymous_pull.clone(),
+        rules: None,
+    };
+    policy
+        .validate()
+        .map_err(|m| invalid("PatternInvalid", m))?;
+    Ok(Some(AuthPlan {
+        source,
+        anonymous_pull: auth.anonymous_pull.clone(),
+        access: auth.access.clone(),
+    }))
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

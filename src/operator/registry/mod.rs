@@ -3,24 +3,156 @@
 //! Only `fetch`, `apply` and `status` talk to the API server; `validate` and `build` are
 //! pure and tested with complete expected objects.
 
+mod apply;
 pub mod build;
+mod fetch;
 pub mod materials;
+mod status;
 pub mod validate;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use kube::ResourceExt;
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
 
-use super::crd::Registry;
+use super::crd::{Registry, RegistryStatus, TlsMode};
+use super::metrics::KindLabels;
 use super::{Context, Error};
 
 /// Reconciles one Registry.
 #[tracing::instrument(skip(registry, ctx), fields(name = %registry.name_any(), namespace = registry.namespace().unwrap_or_default()))]
 pub async fn reconcile(registry: Arc<Registry>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _ = (&registry, &ctx);
-    Ok(Action::requeue(Duration::from_secs(300)))
+    let kind = KindLabels {
+        kind: "Registry".to_owned(),
+    };
+    ctx.metrics.reconciles.get_or_create(&kind).inc();
+    let started = Instant::now();
+    let result = run(&registry, &ctx).await;
+    ctx.metrics
+        .duration
+        .get_or_create(&kind)
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
+    let client = &ctx.client;
+    let namespace = registry.namespace().ok_or(Error::NoNamespace)?;
+    let name = registry.name_any();
+    if registry.meta().deletion_timestamp.is_some() {
+        // Owner references remove the rest; pull Secrets elsewhere are ours to delete.
+        apply::remove_stale_pull_secrets(client, &registry.uid().unwrap_or_default(), &[]).await?;
+        apply::sync_finalizer(client, registry, &namespace, false).await?;
+        return Ok(Action::await_change());
+    }
+    let observed = fetch::fetch(client, registry, &namespace, &name).await?;
+    let recorder = Recorder::new(client.clone(), ctx.reporter.clone());
+    let desired = match validate::validate(registry, &observed.secrets, &ctx.image) {
+        Ok(d) => d,
+        Err(invalid) => {
+            let outcome = status::Outcome::Invalid {
+                reason: invalid.reason,
+                message: invalid.message.clone(),
+            };
+            let next = status::compute(registry, &outcome, Timestamp::now());
+            publish(
+                &recorder,
+                registry,
+                EventType::Warning,
+                invalid.reason,
+                invalid.message,
+            )
+            .await;
+            status::write(client, registry, &namespace, next).await?;
+            return Ok(Action::requeue(Duration::from_secs(300)));
+        }
+    };
+    let foreign = desired.pull_namespaces.iter().any(|ns| ns != &namespace);
+    if foreign {
+        apply::sync_finalizer(client, registry, &namespace, true).await?;
+    }
+    let now = Timestamp::now().as_second();
+    let materials = materials::prepare(&desired, &observed.existing, now)?;
+    let children = build::build(&desired, &materials);
+    let certificate = apply::apply_all(client, &desired, &children).await?;
+    if !foreign {
+        apply::sync_finalizer(client, registry, &namespace, false).await?;
+    }
+    let warning = match certificate {
+        apply::CertificateOutcome::Missing => Some((
+            "CertManagerNotInstalled",
+            "tls.certManager needs cert-manager, but its Certificate resource (cert-manager.io/v1) is not installed in this cluster".to_owned(),
+        )),
+        _ => None,
+    };
+    let ca_secret = match desired.tls {
+        TlsMode::SelfSigned(_) => Some(build::ca_name(&desired)),
+        TlsMode::CertManager(_) => Some(build::tls_name(&desired)),
+        TlsMode::Secret(ref secret) => Some(secret.clone()),
+        TlsMode::Disabled => None,
+    };
+    let outcome = status::Outcome::Applied {
+        deployment: observed.deployment.as_ref(),
+        endpoint: format!("{name}.{namespace}.svc:{}", desired.service.port),
+        ca_secret,
+        warning,
+    };
+    let next = status::compute(registry, &outcome, Timestamp::now());
+    if let Some((type_, reason, note)) = transition(registry, &next) {
+        publish(&recorder, registry, type_, reason, note).await;
+    }
+    status::write(client, registry, &namespace, next).await?;
+    Ok(Action::requeue(Duration::from_secs(3600)))
+}
+
+/// The Event to publish when Ready or Degraded changes.
+fn transition(
+    registry: &Registry,
+    next: &RegistryStatus,
+) -> Option<(EventType, &'static str, String)> {
+    let status_of = |s: Option<&RegistryStatus>, t: &str| {
+        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == t))
+            .map(|c| (c.status.clone(), c.message.clone()))
+    };
+    let before = registry.status.as_ref();
+    let ready = status_of(Some(next), "Ready");
+    let degraded = status_of(Some(next), "Degraded");
+    if let Some((s, message)) = &degraded
+        && s == "True"
+        && status_of(before, "Degraded").map(|p| p.0) != Some(s.clone())
+    {
+        return Some((EventType::Warning, "Degraded", message.clone()));
+    }
+    match &ready {
+        Some((s, message))
+            if s == "True" && status_of(before, "Ready").map(|p| p.0) != Some(s.clone()) =>
+        {
+            Some((EventType::Normal, "Ready", message.clone()))
+        }
+        _ => None,
+    }
+}
+
+async fn publish(
+    recorder: &Recorder,
+    registry: &Registry,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &registry.object_ref(&())).await {
+        tracing::warn!(error = %e, "cannot publish event");
+    }
 }
 
 /// Retries failed reconciles with a delay; the controller adds its own backoff on repeats.

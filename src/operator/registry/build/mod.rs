@@ -18,7 +18,7 @@ use super::materials::Materials;
 use super::validate::Desired;
 
 pub use configmap::{CONFIG_PATH, config_yaml};
-pub use secrets::pull_secret_label;
+pub use secrets::{PULL_SECRET_LABEL, certificate_resource, pull_secret_label};
 
 /// Port the registry container listens on.
 pub const CONTAINER_PORT: i32 = 5000;

@@ -17,9 +17,11 @@ use crate::operator::crd::TlsMode;
 use crate::operator::registry::materials::{Materials, dns_names};
 use crate::operator::registry::validate::{Desired, PULL_USER};
 
-/// Label on pull Secrets in other namespaces: the uid of the Registry they belong to.
+/// Label on pull Secrets: the uid of the Registry they belong to.
+pub const PULL_SECRET_LABEL: &str = "dockyard.dev/registry-uid";
+
 pub fn pull_secret_label(d: &Desired) -> (String, String) {
-    ("dockyard.dev/registry-uid".to_owned(), d.owner.uid.clone())
+    (PULL_SECRET_LABEL.to_owned(), d.owner.uid.clone())
 }
 
 fn data(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, ByteString>> {

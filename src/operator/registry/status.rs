@@ -1,0 +1,255 @@
+//! The Registry's status: conditions `Ready`, `Progressing` and `Degraded` (computed
+//! purely; a condition's transition time changes only when its status does), the
+//! endpoint and ready replicas, written with server-side apply.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+
+use crate::operator::crd::{Registry, RegistryStatus};
+use crate::operator::{Error, MANAGER};
+
+/// What the reconcile found, for the conditions.
+pub enum Outcome<'a> {
+    /// Children applied; how far the rollout is.
+    Applied {
+        deployment: Option<&'a Deployment>,
+        endpoint: String,
+        ca_secret: Option<String>,
+        warning: Option<(&'static str, String)>,
+    },
+    /// The spec cannot be reconciled as written.
+    Invalid {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.to_owned(),
+        status: if ok { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time: Time(Timestamp::UNIX_EPOCH),
+    }
+}
+
+/// The status for `outcome`, keeping transition times of conditions whose status did not change.
+pub fn compute(registry: &Registry, outcome: &Outcome<'_>, now: Timestamp) -> RegistryStatus {
+    let generation = registry.meta().generation;
+    let previous = registry.status.clone().unwrap_or_default();
+    let wanted = registry.spec.replicas;
+    let (conditions, endpoint, ready_replicas, ca_secret) = match outcome {
+        Outcome::Invalid { reason, message } => (
+            vec![
+                condition("Ready", false, reason, message.clone(), generation),
+                condition(
+                    "Progressing",
+                    false,
+                    reason,
+                    "waiting for the spec to be fixed".into(),
+                    generation,
+                ),
+                condition("Degraded", true, reason, message.clone(), generation),
+            ],
+            previous.endpoint.clone(),
+            previous.ready_replicas,
+            previous.ca_secret.clone(),
+        ),
+        Outcome::Applied {
+            deployment,
+            endpoint,
+            ca_secret,
+            warning,
+        } => {
+            let status = deployment
+                .and_then(|d| d.status.clone())
+                .unwrap_or_default();
+            let ready = status.ready_replicas.unwrap_or(0);
+            let updated = status.updated_replicas.unwrap_or(0);
+            let observed = deployment
+                .and_then(|d| Some(status.observed_generation? >= d.metadata.generation?))
+                .unwrap_or(false);
+            let rolled_out = observed && ready >= wanted && updated >= wanted;
+            let (ready_reason, ready_message) = if rolled_out {
+                (
+                    "Available",
+                    format!("{ready}/{wanted} replicas ready at {endpoint}"),
+                )
+            } else {
+                ("RollingOut", format!("{ready}/{wanted} replicas ready"))
+            };
+            let (degraded, degraded_reason, degraded_message) = match warning {
+                Some((reason, message)) => (true, *reason, message.clone()),
+                None => (false, "AsExpected", "all children applied".to_owned()),
+            };
+            (
+                vec![
+                    condition(
+                        "Ready",
+                        rolled_out && !degraded,
+                        if degraded {
+                            degraded_reason
+                        } else {
+                            ready_reason
+                        },
+                        ready_message.clone(),
+                        generation,
+                    ),
+                    condition(
+                        "Progressing",
+                        !rolled_out,
+                        ready_reason,
+                        ready_message,
+                        generation,
+                    ),
+                    condition(
+                        "Degraded",
+                        degraded,
+                        degraded_reason,
+                        degraded_message,
+                        generation,
+                    ),
+                ],
+                Some(endpoint.clone()),
+                Some(ready),
+                ca_secret.clone(),
+            )
+        }
+    };
+    let conditions = conditions
+        .into_iter()
+        .map(|mut c| {
+            let same = previous
+                .conditions
+                .iter()
+                .find(|p| p.type_ == c.type_ && p.status == c.status);
+            c.last_transition_time = same
+                .map(|p| p.last_transition_time.clone())
+                .unwrap_or(Time(now));
+            c
+        })
+        .collect();
+    RegistryStatus {
+        conditions,
+        observed_generation: generation,
+        endpoint,
+        ready_replicas,
+        ca_secret,
+    }
+}
+
+pub async fn write(
+    client: &kube::Client,
+    registry: &Registry,
+    namespace: &str,
+    status: RegistryStatus,
+) -> Result<(), Error> {
+    if registry.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<Registry> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({
+        "apiVersion": Registry::api_version(&()),
+        "kind": Registry::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &registry.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::DeploymentStatus;
+
+    fn registry(status: Option<RegistryStatus>) -> Registry {
+        let mut r = Registry::new(
+            "reg",
+            serde_json::from_value(serde_json::json!({"replicas": 2})).unwrap(),
+        );
+        r.metadata.generation = Some(3);
+        r.status = status;
+        r
+    }
+
+    fn deployment(ready: i32) -> Deployment {
+        let mut d = Deployment::default();
+        d.metadata.generation = Some(1);
+        d.status = Some(DeploymentStatus {
+            observed_generation: Some(1),
+            ready_replicas: Some(ready),
+            updated_replicas: Some(2),
+            ..Default::default()
+        });
+        d
+    }
+
+    fn get<'a>(s: &'a RegistryStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn ready_when_every_replica_is_and_times_only_move_on_change() {
+        let t0 = Timestamp::from_second(1_000).unwrap();
+        let t1 = Timestamp::from_second(2_000).unwrap();
+        let applied = |d| Outcome::Applied {
+            deployment: Some(d),
+            endpoint: "reg.ns.svc:5000".into(),
+            ca_secret: None,
+            warning: None,
+        };
+        let rolling = deployment(1);
+        let s = compute(&registry(None), &applied(&rolling), t0);
+        assert_eq!(
+            (
+                get(&s, "Ready").status.as_str(),
+                get(&s, "Progressing").status.as_str()
+            ),
+            ("False", "True")
+        );
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(s.ready_replicas, Some(1));
+        let done = deployment(2);
+        let s2 = compute(&registry(Some(s.clone())), &applied(&done), t1);
+        assert_eq!(get(&s2, "Ready").status, "True");
+        assert_eq!(get(&s2, "Ready").last_transition_time.0, t1);
+        assert_eq!(
+            get(&s2, "Degraded").last_transition_time.0,
+            t0,
+            "Degraded stayed False"
+        );
+        assert_eq!(s2.endpoint.as_deref(), Some("reg.ns.svc:5000"));
+    }
+
+    #[test]
+    fn invalid_specs_are_degraded_with_the_reason() {
+        let s = compute(
+            &registry(None),
+            &Outcome::Invalid {
+                reason: "SecretNotFound",
+                message: "auth.users[a]: Secret \"pw\" does not exist".into(),
+            },
+            Timestamp::from_second(1).unwrap(),
+        );
+        assert_eq!(get(&s, "Degraded").status, "True");
+        assert_eq!(get(&s, "Degraded").reason, "SecretNotFound");
+        assert_eq!(get(&s, "Ready").status, "False");
+        assert!(get(&s, "Ready").message.contains("\"pw\""));
+    }
+}

@@ -15,7 +15,7 @@ SKOPEO_CACHE=/var/lib/containers/cache/blob-info-cache-v1.boltdb
 E2E_LAYERS_MIB=${BENCH_E2E_LAYERS_MIB:-32,64,128,160,256,384}
 
 declare -A PID=() BASE=() DATA=() STARTUP_MS=() VALS=()
-POLLER_PID=
+ROUND_VALS=() DISTURBED=0 POLLER_PID=
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "bench: $*"; exit 1; }
@@ -60,7 +60,11 @@ describe_run() {
   say "# rounds:       $ROUNDS, server order alternates every round; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
-building() { pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null || pgrep -x clippy-driver >/dev/null; }
+# building: a cargo build or test run is using the CPU (BENCH_IGNORE_BUILDS=1: pretend not, for quick script checks).
+building() {
+  [ "${BENCH_IGNORE_BUILDS:-0}" != 1 ] || return 1
+  pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null || pgrep -x clippy-driver >/dev/null
+}
 
 # wait_quiet: never start a round while cargo/rustc builds (2 cores). Waits up to BENCH_BUILD_WAIT seconds.
 wait_quiet() {
@@ -76,11 +80,39 @@ wait_quiet() {
 # round_order R: the two slots, swapped on every other round so neither always goes first.
 round_order() { if (($1 % 2)); then echo "${SLOTS[@]}"; else echo "${SLOTS[1]} ${SLOTS[0]}"; fi; }
 
+# rounds FN [PRE]: ROUNDS rounds; each runs PRE ROUND (if given), then FN SLOT ROUND for both slots.
+# A round during which a cargo build ran is dropped and measured again, at most BENCH_RETRIES times a run.
+rounds() {
+  local r slot
+  for ((r = 1; r <= ROUNDS; r++)); do
+    round_begin
+    [ -z "${2:-}" ] || "$2" "$r"
+    for slot in $(round_order "$r"); do "$1" "$slot" "$r"; done
+    round_end || r=$((r - 1))
+  done
+}
+
+round_begin() { wait_quiet; ROUND_VALS=(); DISTURBED=0; }
+
+# round_end: adds the round's values to the medians; fails (round to repeat) when a build disturbed it.
+round_end() {
+  local kv
+  if { ((DISTURBED)) || building; } && ((RETRIES > 0)); then
+    RETRIES=$((RETRIES - 1))
+    log "  a cargo build ran during this round: dropped, measuring it again"
+    return 1
+  fi
+  if ((DISTURBED)); then log "  a cargo build ran during this round, and no retries are left: kept"; fi
+  for kv in "${ROUND_VALS[@]}"; do VALS[${kv% *}]+=" ${kv#* }"; done
+}
+RETRIES=${BENCH_RETRIES:-5}
+
 # --- servers -----------------------------------------------------------------------------------------
 
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # start_server SLOT: fresh data dir and port; waits for 200 on /v2/. Sets PID, BASE, DATA, STARTUP_MS.
+# With SERVER_TLS=1 (see ensure_tls_cert) the server serves HTTPS with TLS_CERT/TLS_KEY and BASE is https.
 # A poller is started first, so STARTUP_MS is process start -> first 200 without interpreter start-up in it.
 start_server() {
   local slot=$1 port dir log fifo fd line t0 t1 i
@@ -89,13 +121,14 @@ start_server() {
   log=$dir.log
   fifo=$dir.fifo
   mkfifo "$fifo"
-  "$PY" "$BENCH_SRC/waitready.py" "$port" 60 >"$fifo" &
+  "$PY" "$BENCH_SRC/waitready.py" "$port" 60 ${SERVER_TLS:+https} >"$fifo" &
   POLLER_PID=$!
   exec {fd}<"$fifo"
   read -r -u "$fd" line # "polling"
   local env=(REGISTRY_LOG_LEVEL=warn)
   t0=$EPOCHREALTIME
   if [ "$slot" = dockyard ] && [ -n "$DOCKYARD_BIN" ]; then
+    [ -z "${SERVER_TLS:-}" ] || env+=(REGISTRY_HTTP_TLS_CERTIFICATE="$TLS_CERT" REGISTRY_HTTP_TLS_KEY="$TLS_KEY")
     env "${env[@]}" REGISTRY_HTTP_ADDR="127.0.0.1:$port" REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY="$dir" \
       REGISTRY_STORAGE_DELETE_ENABLED=true "$DOCKYARD_BIN" serve >"$log" 2>&1 &
   else
@@ -117,7 +150,7 @@ start_server() {
     tail -n 20 "$log" >&2
     die "$slot did not answer 200 on /v2/ (log: $log)"
   fi
-  BASE[$slot]=http://127.0.0.1:$port
+  BASE[$slot]=http${SERVER_TLS:+s}://127.0.0.1:$port
   DATA[$slot]=$dir
   STARTUP_MS[$slot]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) * 1000 }')
 }
@@ -141,6 +174,7 @@ http:
   addr: 127.0.0.1:$1
   secret: dockyard-bench
 EOF
+  [ -z "${SERVER_TLS:-}" ] || printf '  tls:\n    certificate: %s\n    key: %s\n' "$TLS_CERT" "$TLS_KEY"
 }
 
 # alive PID: running, i.e. neither gone nor a zombie waiting to be reaped.
@@ -154,7 +188,7 @@ alive() {
 stop_server() {
   local slot=$1 pid=${PID[$1]:-} i
   [ -n "$pid" ] || return 0
-  if building; then log "  ($slot: a cargo build started during this measurement; it is disturbed)"; fi
+  if building; then DISTURBED=1; fi
   kill "$pid" 2>/dev/null || true
   for ((i = 0; i < 100; i++)); do alive "$pid" || break; sleep 0.1; done
   if alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
@@ -212,14 +246,14 @@ skopeo_copy() {
 
 # --- results -----------------------------------------------------------------------------------------
 
-# record METRIC SLOT VALUE; median METRIC SLOT. Keys are per scenario ($SCENARIO, set by run.sh).
-record() { VALS[$SCENARIO/$1/$2]+=" $3"; }
+# record METRIC SLOT VALUE: one measurement of this round (see round_end); median METRIC SLOT.
+# Keys are per scenario ($SCENARIO, set by run.sh).
+record() { ROUND_VALS+=("$SCENARIO/$1/$2 $3"); }
 median() {
   # shellcheck disable=SC2086
   printf '%s\n' ${VALS[$SCENARIO/$1/$2]} | sort -g |
     awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else printf "%.3f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-values() { echo "${VALS[$SCENARIO/$1/$2]# }"; }
 
 # say: a line of the result tables, shown live on stderr and kept for the summary run.sh prints on stdout.
 say() { printf '%s\n' "$*" | tee -a "$RESULTS" >&2; }

@@ -20,7 +20,7 @@ scenario_hashwrite() {
   ensure_blob
   local r hash write once dst=$RUN_DIR/hashwrite.out
   for ((r = 1; r <= ROUNDS; r++)); do
-    wait_quiet
+    round_begin
     once=$(hash_write_onepass)
     hash=$(timed openssl dgst -sha256 "$BLOB")
     write=$(timed dd if="$BLOB" of="$dst" bs=1M conv=fsync status=none)
@@ -30,6 +30,7 @@ scenario_hashwrite() {
     record seq machine "$(awk -v a="$hash" -v b="$write" 'BEGIN { printf "%.3f", a + b }')"
     record once machine "$once"
     log "  round $r/$ROUNDS: hash $hash s, write+fsync $write s, one-pass $once s"
+    round_end || r=$((r - 1))
   done
   say ""
   say "== hashwrite: SHA-256 and write+fsync of the ${BLOB_MIB} MiB blob (source file hot in page cache) =="

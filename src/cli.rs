@@ -1,6 +1,7 @@
 //! The command line: one subcommand per role of the binary, each owning its arguments
 //! and its `run`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -27,6 +28,8 @@ pub struct Cli {
 enum Command {
     /// Run the registry server (OCI Distribution v1.1, Docker Registry V2; registry:2 compatible).
     Serve(ServeArgs),
+    /// Run the Kubernetes operator for Registry resources (leader-elected, /healthz /readyz /metrics).
+    Operator(OperatorArgs),
     /// Print a bcrypt htpasswd line for USER (replaces `htpasswd -Bbn`).
     Htpasswd(HtpasswdArgs),
     /// Print the CustomResourceDefinitions (crds/ is generated from this).
@@ -60,10 +63,46 @@ struct ServeArgs {
     config: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct OperatorArgs {
+    /// Image the registry pods run; normally the operator's own image (the chart sets it).
+    #[arg(long, env = "DOCKYARD_IMAGE")]
+    image: String,
+    /// Namespace to watch for Registry resources (default: all namespaces).
+    #[arg(long, env = "DOCKYARD_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address serving /healthz, /readyz and /metrics.
+    #[arg(long, env = "DOCKYARD_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Elect one leader through a Lease; only the leader runs the controller.
+    #[arg(long, env = "DOCKYARD_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "DOCKYARD_LEASE_NAME", default_value = "dockyard-operator")]
+    lease_name: String,
+    /// Namespace of the leader-election Lease (the chart passes the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// How long the Lease stays valid after its holder's last renewal; the longest a standby
+    /// waits to take over.
+    #[arg(long, env = "DOCKYARD_LEASE_DURATION_SECONDS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    lease_duration_seconds: u64,
+    /// The holder renews the Lease this long before it would expire (below the duration).
+    #[arg(long, env = "DOCKYARD_LEASE_GRACE_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3599))]
+    lease_grace_seconds: u64,
+    /// This instance's name as Lease holder and Event reporter (default: the host name plus a
+    /// random suffix).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
 impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Serve(args) => args.run(self.log_format),
+            Command::Operator(args) => args.run(self.log_format),
             Command::Htpasswd(args) => args.run(),
             Command::Crd => {
                 print!("{}", crate::operator::crd::all_yaml()?);
@@ -90,6 +129,42 @@ impl ServeArgs {
             .build()
             .context("starting the async runtime")?;
         runtime.block_on(crate::serve::run(config, crate::serve::shutdown_signal()))?;
+        Ok(())
+    }
+}
+
+impl OperatorArgs {
+    fn run(self, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+        use crate::operator::run::{self, LeaderElection, Settings};
+        let OperatorArgs {
+            image,
+            namespace,
+            metrics_addr,
+            leader_election,
+            lease_name,
+            lease_namespace,
+            lease_duration_seconds,
+            lease_grace_seconds,
+            identity,
+        } = self;
+        telemetry::init(log_format.unwrap_or_default(), None);
+        let settings = Settings {
+            image,
+            namespace: namespace.filter(|n| !n.is_empty()),
+            metrics_addr,
+            identity: run::identity(identity),
+            leader_election: leader_election.then_some(LeaderElection {
+                lease_name,
+                lease_namespace,
+                duration_seconds: lease_duration_seconds,
+                grace_seconds: lease_grace_seconds,
+            }),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(run::run(settings, crate::serve::shutdown_signal()))?;
         Ok(())
     }
 }

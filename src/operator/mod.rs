@@ -4,9 +4,11 @@
 mod context;
 pub mod crd;
 mod error;
+mod health;
 pub mod metrics;
 pub mod pki;
 pub mod registry;
+pub mod run;
 
 pub use context::{Context, MANAGER};
 pub use error::Error;

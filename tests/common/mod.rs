@@ -10,6 +10,7 @@ pub mod containerd;
 pub mod http;
 pub mod kube;
 pub mod oci;
+pub mod operator;
 pub mod podman;
 pub mod registry;
 pub mod server;

@@ -183,7 +183,9 @@ impl Tls {
         })
     }
 
-    /// [`Tls::load`], then a task that reloads whenever one of the files changes.
+    /// [`Tls::load`], then a task (on the current Tokio runtime) that reloads whenever one of
+    /// the files changes. Failing to set up the file watch is a startup error too: a server that
+    /// silently stopped following its certificate would serve it past its expiry.
     pub fn start(settings: TlsSettings) -> Result<Arc<Tls>, TlsError> {
         let tls = Arc::new(Tls::load(settings)?);
         let mut watcher = Watcher::new(&tls.settings.files())?;

@@ -40,7 +40,7 @@ setup_run() {
     # A private copy: a rebuild during the run must not swap the binary between rounds.
     mkdir -p "$RUN_DIR/bin" && cp "$bin" "$RUN_DIR/bin/dockyard"
     DOCKYARD_BIN=$RUN_DIR/bin/dockyard
-    DOCKYARD_DESC="$bin ($(stat -c %y "$bin" | cut -d. -f1), git $(git -C "$REPO_ROOT" describe --always --dirty 2>/dev/null || echo '?'))"
+    DOCKYARD_DESC="$bin ($(stat -c %y "$bin" | cut -d. -f1), git $(git -C "$(dirname "$bin")" describe --always --dirty 2>/dev/null || echo '?'))"
   fi
 }
 
@@ -81,9 +81,10 @@ wait_quiet() {
 round_order() { if (($1 % 2)); then echo "${SLOTS[@]}"; else echo "${SLOTS[1]} ${SLOTS[0]}"; fi; }
 
 # rounds FN [PRE]: ROUNDS rounds; each runs PRE ROUND (if given), then FN SLOT ROUND for both slots.
-# A round during which a cargo build ran is dropped and measured again, at most BENCH_RETRIES times a run.
+# A round during which a cargo build ran is dropped and measured again, at most BENCH_RETRIES times a scenario.
 rounds() {
   local r slot
+  RETRIES=${BENCH_RETRIES:-5}
   for ((r = 1; r <= ROUNDS; r++)); do
     round_begin
     [ -z "${2:-}" ] || "$2" "$r"
@@ -105,7 +106,6 @@ round_end() {
   if ((DISTURBED)); then log "  a cargo build ran during this round, and no retries are left: kept"; fi
   for kv in "${ROUND_VALS[@]}"; do VALS[${kv% *}]+=" ${kv#* }"; done
 }
-RETRIES=${BENCH_RETRIES:-5}
 
 # --- servers -----------------------------------------------------------------------------------------
 

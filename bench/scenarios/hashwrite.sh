@@ -19,6 +19,7 @@ hash_write_onepass() {
 scenario_hashwrite() {
   ensure_blob
   local r hash write once dst=$RUN_DIR/hashwrite.out
+  RETRIES=${BENCH_RETRIES:-5}
   for ((r = 1; r <= ROUNDS; r++)); do
     round_begin
     once=$(hash_write_onepass)

@@ -386,3 +386,34 @@ async fn invalid_registries_are_refused_or_reported() {
         "no Warning event: {events}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_example_applies_and_reconciles() {
+    let kube = setup();
+    let ctx = context(&kube).await;
+    let out = kube.apply("example.yaml", include_str!("../examples/registry.yaml"));
+    assert!(out.status.success(), "{}", out.stderr);
+    let main = Arc::new(get::<Registry>(&ctx, "registry", "main").await);
+    reconcile(main, ctx.clone()).await.unwrap();
+    let status = get::<Registry>(&ctx, "registry", "main")
+        .await
+        .status
+        .unwrap();
+    assert_eq!(status.endpoint.as_deref(), Some("main.registry.svc:5000"));
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(degraded.status, "False", "{}", degraded.message);
+    let pull: Secret = get(&ctx, "registry", "main-pull").await;
+    assert_eq!(
+        pull.type_.as_deref(),
+        Some("kubernetes.io/dockerconfigjson")
+    );
+    let pvc: PersistentVolumeClaim = get(&ctx, "registry", "main-data").await;
+    assert_eq!(
+        pvc.spec.unwrap().resources.unwrap().requests.unwrap()["storage"].0,
+        "20Gi"
+    );
+}

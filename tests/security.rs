@@ -27,3 +27,5 @@ mod fixture;
 mod login;
 #[path = "security/routes.rs"]
 mod routes;
+#[path = "security/tls_clients.rs"]
+mod tls_clients;

@@ -38,6 +38,7 @@ async fn context(kube: &KubeApi) -> Arc<Context> {
             controller: MANAGER.into(),
             instance: None,
         },
+        backoff: Default::default(),
     })
 }
 

@@ -1,7 +1,9 @@
 //! What every reconcile gets: the API client, the image registry pods run, metrics and
 //! the event reporter.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kube::runtime::events::Reporter;
 
@@ -16,4 +18,49 @@ pub struct Context {
     pub image: String,
     pub metrics: Arc<Metrics>,
     pub reporter: Reporter,
+    pub backoff: Backoff,
+}
+
+/// Retry delays per object after failed reconciles: 5 s, doubling to at most 5 min, and
+/// back to the start after a success.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+const LONGEST_RETRY: Duration = Duration::from_secs(300);
+
+impl Backoff {
+    /// Records a failure of `key` and returns how long to wait before retrying it.
+    pub fn failed(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key.to_owned()).or_insert(0);
+        *n = n.saturating_add(1);
+        FIRST_RETRY
+            .saturating_mul(1 << (*n - 1).min(10))
+            .min(LONGEST_RETRY)
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_and_reset() {
+        let b = Backoff::default();
+        let delays: Vec<u64> = (0..9).map(|_| b.failed("ns/a").as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(b.failed("ns/b").as_secs(), 5, "per object");
+        b.succeeded("ns/a");
+        assert_eq!(b.failed("ns/a").as_secs(), 5);
+    }
 }

@@ -10,5 +10,5 @@ pub mod pki;
 pub mod registry;
 pub mod run;
 
-pub use context::{Context, MANAGER};
+pub use context::{Backoff, Context, MANAGER};
 pub use error::Error;

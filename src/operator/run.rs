@@ -151,6 +151,7 @@ pub async fn run(
                     controller: MANAGER.into(),
                     instance: Some(identity.clone()),
                 },
+                backoff: Default::default(),
             });
             let run = Running {
                 ctx,

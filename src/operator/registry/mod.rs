@@ -155,11 +155,20 @@ async fn publish(
     }
 }
 
-/// Retries failed reconciles with a delay; the controller adds its own backoff on repeats.
+/// Retries a failed reconcile after a delay that doubles with each consecutive failure.
 pub fn error_policy(registry: Arc<Registry>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failure("Registry", error);
-    tracing::warn!(name = %registry.name_any(), error = %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(15))
+    let delay = ctx.backoff.failed(&object_key(&registry));
+    tracing::warn!(name = %registry.name_any(), error = %error, retry_in_secs = delay.as_secs(), "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn object_key(registry: &Registry) -> String {
+    format!(
+        "{}/{}",
+        registry.namespace().unwrap_or_default(),
+        registry.name_any()
+    )
 }
 
 /// Names of the Secrets in the Registry's namespace that its spec refers to; a change to

@@ -418,3 +418,54 @@ async fn the_readme_example_applies_and_reconciles() {
         "20Gi"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cert_manager_mode_says_clearly_when_cert_manager_is_missing() {
+    let kube = setup();
+    let ctx = context(&kube).await;
+    let yaml = "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {name: cm, namespace: team}\nspec:\n  tls: {certManager: {issuerRef: {name: letsencrypt, kind: ClusterIssuer}}}\n";
+    assert!(kube.apply("cm.yaml", yaml).status.success());
+    reconcile(
+        Arc::new(get::<Registry>(&ctx, "team", "cm").await),
+        ctx.clone(),
+    )
+    .await
+    .unwrap();
+    let status = get::<Registry>(&ctx, "team", "cm").await.status.unwrap();
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "CertManagerNotInstalled")
+    );
+    assert!(
+        degraded.message.contains("cert-manager.io/v1"),
+        "{}",
+        degraded.message
+    );
+    // Everything else is in place, waiting for the certificate Secret cert-manager would write.
+    let deployment: Deployment = get(&ctx, "team", "cm").await;
+    let volumes = deployment
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .volumes
+        .unwrap();
+    let tls = volumes.iter().find(|v| v.name == "tls").unwrap();
+    assert_eq!(
+        tls.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("cm-tls")
+    );
+    assert!(
+        Api::<Secret>::namespaced(ctx.client.clone(), "team")
+            .get_opt("cm-ca")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}

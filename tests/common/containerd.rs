@@ -100,17 +100,8 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            server::signal(child.id(), "TERM");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            server::stop_child(child, Duration::from_secs(10));
         }
     }
 }

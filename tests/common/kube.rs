@@ -312,17 +312,8 @@ impl Drop for KubeApi {
     }
 }
 
-fn stop_child(mut child: Child) {
-    signal(child.id(), "TERM");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+fn stop_child(child: Child) {
+    super::server::stop_child(child, Duration::from_secs(5));
 }
 
 /// `$DOCKYARD_TOOLS/bin/NAME` or `<repo>/.tools/bin/NAME`, never `PATH`: `/usr/bin/kubectl` is

@@ -188,17 +188,8 @@ impl Operator {
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), "TERM");
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            super::server::stop_child(child, Duration::from_secs(5));
         }
     }
 }

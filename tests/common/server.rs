@@ -280,19 +280,24 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), "TERM");
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            stop_child(child, Duration::from_secs(5));
         }
     }
+}
+
+/// Stops a process by PID: SIGTERM, then SIGKILL if it has not exited within `grace`.
+pub fn stop_child(mut child: Child, grace: Duration) {
+    signal(child.id(), "TERM");
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Sends a signal to one process by PID.

@@ -469,3 +469,61 @@ async fn cert_manager_mode_says_clearly_when_cert_manager_is_missing() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_ca_is_reported_not_replaced() {
+    let kube = setup();
+    let ctx = context(&kube).await;
+    let yaml = "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {name: ca, namespace: team}\nspec: {}\n";
+    assert!(kube.apply("ca.yaml", yaml).status.success());
+    reconcile(
+        Arc::new(get::<Registry>(&ctx, "team", "ca").await),
+        ctx.clone(),
+    )
+    .await
+    .unwrap();
+    let before: Secret = get(&ctx, "team", "ca-ca").await;
+    // Someone strips the CA key: the operator must not mint a new CA that nobody trusts.
+    kube.kubectl(&[
+        "-n",
+        "team",
+        "patch",
+        "secret",
+        "ca-ca",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/data/ca.key"}]"#,
+    ]);
+    reconcile(
+        Arc::new(get::<Registry>(&ctx, "team", "ca").await),
+        ctx.clone(),
+    )
+    .await
+    .unwrap();
+    let after: Secret = get(&ctx, "team", "ca-ca").await;
+    assert_eq!(
+        secret_text(&after, "ca.crt"),
+        secret_text(&before, "ca.crt")
+    );
+    assert!(
+        after.data.as_ref().unwrap().get("ca.key").is_none(),
+        "left as the user made it"
+    );
+    let status = get::<Registry>(&ctx, "team", "ca").await.status.unwrap();
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "CertificateError")
+    );
+    assert!(
+        degraded
+            .message
+            .contains("delete it to have a new CA generated"),
+        "{}",
+        degraded.message
+    );
+}

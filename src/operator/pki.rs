@@ -16,6 +16,10 @@ pub enum PkiError {
     Generate(#[from] rcgen::Error),
     #[error("the stored CA key is unusable: {0}")]
     CaKey(rcgen::Error),
+    #[error(
+        "the CA Secret exists but lacks ca.crt or ca.key; restore it, or delete it to have a new CA generated (clients must then trust the new one)"
+    )]
+    DamagedCa,
     #[error("time out of range: {0}")]
     Time(String),
 }

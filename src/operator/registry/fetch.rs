@@ -48,12 +48,14 @@ pub async fn fetch(
         .get_opt(&managed("pull-credentials"))
         .await?
         .and_then(|s| text(&s, "password"));
-    let ca = secrets_api.get_opt(&managed("ca")).await?.and_then(|s| {
+    let ca_secret = secrets_api.get_opt(&managed("ca")).await?;
+    let ca = ca_secret.as_ref().and_then(|s| {
         Some(CaBundle {
-            cert_pem: text(&s, "ca.crt")?,
-            key_pem: text(&s, "ca.key")?,
+            cert_pem: text(s, "ca.crt")?,
+            key_pem: text(s, "ca.key")?,
         })
     });
+    let ca_damaged = ca_secret.is_some() && ca.is_none();
     let serving = secrets_api.get_opt(&managed("tls")).await?.and_then(|s| {
         let annotations = s.metadata.annotations.as_ref()?;
         Some(ExistingServing {
@@ -80,6 +82,7 @@ pub async fn fetch(
             htpasswd,
             pull_password,
             ca,
+            ca_damaged,
             serving,
             cluster_ip,
         },

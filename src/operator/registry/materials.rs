@@ -21,6 +21,8 @@ pub struct Existing {
     pub htpasswd: Option<String>,
     pub pull_password: Option<String>,
     pub ca: Option<CaBundle>,
+    /// The CA Secret exists but does not hold a usable CA.
+    pub ca_damaged: bool,
     pub serving: Option<ExistingServing>,
     /// The Service's allocated ClusterIP, once it exists.
     pub cluster_ip: Option<IpAddr>,
@@ -85,9 +87,12 @@ pub fn prepare(d: &Desired, existing: &Existing, now: i64) -> Result<Materials, 
     let self_signed = match &d.tls {
         TlsMode::SelfSigned(opts) => {
             let ca_name = ca_common_name(d);
-            let ca = match &existing.ca {
-                Some(ca) => ca.clone(),
-                None => pki::new_ca(&ca_name, now)?,
+            // A CA is created once; a damaged one is reported, never silently replaced,
+            // because clients and nodes trust it.
+            let ca = match (&existing.ca, existing.ca_damaged) {
+                (Some(ca), _) => ca.clone(),
+                (None, true) => return Err(PkiError::DamagedCa),
+                (None, false) => pki::new_ca(&ca_name, now)?,
             };
             let dns = dns_names(d);
             let ips: Vec<IpAddr> = existing.cluster_ip.into_iter().collect();

@@ -75,7 +75,27 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
         apply::sync_finalizer(client, registry, &namespace, true).await?;
     }
     let now = Timestamp::now().as_second();
-    let materials = materials::prepare(&desired, &observed.existing, now)?;
+    let materials = match materials::prepare(&desired, &observed.existing, now) {
+        Ok(m) => m,
+        Err(e) => {
+            let message = e.to_string();
+            let outcome = status::Outcome::Invalid {
+                reason: "CertificateError",
+                message: message.clone(),
+            };
+            let next = status::compute(registry, &outcome, Timestamp::now());
+            publish(
+                &recorder,
+                registry,
+                EventType::Warning,
+                "CertificateError",
+                message,
+            )
+            .await;
+            status::write(client, registry, &namespace, next).await?;
+            return Ok(Action::requeue(Duration::from_secs(300)));
+        }
+    };
     let children = build::build(&desired, &materials);
     let certificate = apply::apply_all(client, &desired, &children).await?;
     if !foreign {

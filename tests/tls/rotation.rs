@@ -230,12 +230,13 @@ fn rotation_under_load(layout: Layout) {
     }
     assert_eq!(served_serial(&server.addr), second.serial);
     load.wait_for_requests_with(&second, 30);
-    // One error for one bad replacement: the reload's own reads are no file change.
+    // One error for one bad replacement (two if the renames fell into two reloads), not a
+    // stream of them: the reload's own reads of the files are no change.
     thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        reload_failures(&server),
-        failures_before + 1,
-        "{}",
+    let errors = reload_failures(&server) - failures_before;
+    assert!(
+        (1..=2).contains(&errors),
+        "{errors} errors:\n{}",
         server.log()
     );
 

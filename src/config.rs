@@ -135,7 +135,7 @@ pub struct HttpConfig {
 pub struct TlsConfig {
     pub certificate: Option<PathBuf>,
     pub key: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::path_list")]
     pub clientcas: Vec<PathBuf>,
     pub minimumtls: Option<String>,
     pub letsencrypt: Option<Value>,

@@ -83,3 +83,34 @@ pub fn string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
         ))),
     }
 }
+
+/// A list of paths given as a YAML sequence, or as a string (the form an environment
+/// variable takes): `[/a.pem, /b.pem]` as registry:2 reads it, or `/a.pem,/b.pem`.
+pub fn path_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<std::path::PathBuf>, D::Error> {
+    let items = match Value::deserialize(d)? {
+        Value::Null => vec![],
+        Value::Sequence(items) => items,
+        Value::String(s) => {
+            let inner = s.trim().trim_start_matches('[').trim_end_matches(']');
+            inner
+                .split(',')
+                .map(|p| Value::String(p.trim().trim_matches(['"', '\'']).to_owned()))
+                .collect()
+        }
+        other => {
+            return Err(D::Error::custom(format!(
+                "expected a list of file paths, got {other:?}"
+            )));
+        }
+    };
+    items
+        .into_iter()
+        .filter(|v| v.as_str() != Some(""))
+        .map(|v| match v {
+            Value::String(p) => Ok(std::path::PathBuf::from(p)),
+            other => Err(D::Error::custom(format!(
+                "expected a file path, got {other:?}"
+            ))),
+        })
+        .collect()
+}

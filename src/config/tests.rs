@@ -280,3 +280,21 @@ auth:
             .contains("fly")
     );
 }
+
+#[test]
+fn client_cas_from_the_environment() {
+    for value in ["[/a.pem, /b.pem]", "/a.pem,/b.pem"] {
+        let c = Config::parse("", env(&[("REGISTRY_HTTP_TLS_CLIENTCAS", value)]))
+            .unwrap()
+            .config;
+        assert_eq!(
+            c.http.tls.unwrap().clientcas,
+            [PathBuf::from("/a.pem"), PathBuf::from("/b.pem")],
+            "{value}"
+        );
+    }
+    let c = Config::parse("http:\n  tls:\n    clientcas: [/c.pem]\n", vec![])
+        .unwrap()
+        .config;
+    assert_eq!(c.http.tls.unwrap().clientcas, [PathBuf::from("/c.pem")]);
+}

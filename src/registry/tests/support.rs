@@ -88,7 +88,11 @@ impl App {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Body::from(body.to_vec())).unwrap();
+        self.send_request(req.body(Body::from(body.to_vec())).unwrap())
+            .await
+    }
+
+    pub async fn send_request(&self, req: Request<Body>) -> Reply {
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();

@@ -277,3 +277,23 @@ async fn location_honours_forwarded_headers() {
         r.header("location")
     );
 }
+
+#[tokio::test]
+async fn http2_authority_gives_absolute_locations() {
+    use axum::body::Body;
+    let app = App::new(true);
+    // An HTTP/2 request: the authority is in the URI, there is no Host header.
+    let req = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri("http://h2.example:5000/v2/h/blobs/uploads/")
+        .version(axum::http::Version::HTTP_2)
+        .body(Body::empty())
+        .unwrap();
+    let r = app.send_request(req).await;
+    assert!(
+        r.header("location")
+            .starts_with("http://h2.example:5000/v2/h/blobs/uploads/"),
+        "{}",
+        r.header("location")
+    );
+}

@@ -116,6 +116,7 @@ free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1",
 # A poller is started first, so STARTUP_MS is process start -> first 200 without interpreter start-up in it.
 start_server() {
   local slot=$1 port dir log fifo fd line t0 t1 i
+  sync # write back what earlier steps left dirty, so it is not flushed during this measurement
   port=$(free_port)
   dir=$(mktemp -d "$RUN_DIR/$slot-XXXX")
   log=$dir.log

@@ -5,6 +5,7 @@
 # (hashwrite.py). Prints seconds.
 hash_write_onepass() {
   local dst=$RUN_DIR/hashwrite.out sum t
+  sync
   read -r sum t < <("$PY" "$BENCH_SRC/hashwrite.py" "$BLOB" "$dst")
   rm -f "$dst"
   [ "sha256:$sum" = "$BLOB_DIGEST" ] || die "hashwrite: digest mismatch"
@@ -16,6 +17,7 @@ hash_write_onepass() {
 hash_write_tee() {
   local dst=$RUN_DIR/hashwrite.out fifo=$RUN_DIR/hashwrite.fifo t0 t1 sum dd_pid
   mkfifo "$fifo"
+  sync
   t0=$EPOCHREALTIME
   dd of="$dst" bs=1M conv=fsync status=none <"$fifo" &
   dd_pid=$!
@@ -36,6 +38,7 @@ scenario_hashwrite() {
     once=$(hash_write_onepass)
     tee=$(hash_write_tee)
     hash=$(timed openssl dgst -sha256 "$BLOB")
+    sync
     write=$(timed dd if="$BLOB" of="$dst" bs=1M conv=fsync status=none)
     rm -f "$dst"
     record hash machine "$hash"

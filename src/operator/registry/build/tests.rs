@@ -213,8 +213,15 @@ fn nothing_changes_when_nothing_changed() {
         }),
         cluster_ip: ip,
     };
-    let damaged = Existing { ca: None, ca_damaged: true, ..existing.clone() };
-    assert!(matches!(prepare(&d, &damaged, NOW), Err(crate::operator::pki::PkiError::DamagedCa)));
+    let damaged = Existing {
+        ca: None,
+        ca_damaged: true,
+        ..existing.clone()
+    };
+    assert!(matches!(
+        prepare(&d, &damaged, NOW),
+        Err(crate::operator::pki::PkiError::DamagedCa)
+    ));
     let again = prepare(&d, &existing, NOW + 3600).unwrap();
     assert_eq!(again, first, "same hashes, passwords and certificates");
     // A new ClusterIP means a new serving certificate, signed by the same CA.

@@ -111,6 +111,7 @@ async fn the_generated_pod_serves_pushes_and_pulls_over_tls() {
             instance: None,
         },
         backoff: Default::default(),
+        verified: Default::default(),
     });
     let registries: Api<Registry> = Api::namespaced(client.clone(), "team");
     for _ in 0..2 {

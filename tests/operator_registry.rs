@@ -39,6 +39,7 @@ async fn context(kube: &KubeApi) -> Arc<Context> {
             instance: None,
         },
         backoff: Default::default(),
+        verified: Default::default(),
     })
 }
 

@@ -19,6 +19,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub reporter: Reporter,
     pub backoff: Backoff,
+    pub verified: super::registry::materials::VerifiedHashes,
 }
 
 /// Retry delays per object after failed reconciles: 5 s, doubling to at most 5 min, and

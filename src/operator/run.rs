@@ -152,6 +152,7 @@ pub async fn run(
                     instance: Some(identity.clone()),
                 },
                 backoff: Default::default(),
+                verified: Default::default(),
             });
             let run = Running {
                 ctx,

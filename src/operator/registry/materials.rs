@@ -4,8 +4,11 @@
 //! created once and never replaced, and serving certificates are renewed only when their
 //! names change or a third of their lifetime remains.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
 
 use super::validate::{Desired, PULL_USER, UserSource};
 use crate::operator::crd::TlsMode;
@@ -67,7 +70,69 @@ pub fn sans_record(dns: &[String], ips: &[IpAddr]) -> String {
     all.join(",")
 }
 
-pub fn prepare(d: &Desired, existing: &Existing, now: i64) -> Result<Materials, PkiError> {
+/// Passwords already checked against a bcrypt hash, so reconciles that change nothing skip
+/// bcrypt (tens of milliseconds each). Kept in memory only, as keyed digests.
+pub struct VerifiedHashes {
+    key: [u8; 32],
+    seen: Mutex<HashSet<[u8; 32]>>,
+}
+
+/// Entries remembered before the set starts over.
+const MAX_VERIFIED: usize = 100_000;
+
+impl Default for VerifiedHashes {
+    fn default() -> Self {
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        VerifiedHashes {
+            key,
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+impl VerifiedHashes {
+    fn digest(&self, user: &str, password: &str, hash: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for part in [
+            &self.key[..],
+            user.as_bytes(),
+            password.as_bytes(),
+            hash.as_bytes(),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        h.finalize().into()
+    }
+
+    /// Whether `hash` is `password`'s bcrypt hash, remembering a yes.
+    pub fn verify(&self, user: &str, password: &str, hash: &str) -> bool {
+        let digest = self.digest(user, password, hash);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(&digest) {
+            return true;
+        }
+        drop(seen);
+        let ok = bcrypt::verify(password, hash).unwrap_or(false);
+        if ok {
+            seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.len() >= MAX_VERIFIED {
+                seen.clear();
+            }
+            seen.insert(digest);
+        }
+        ok
+    }
+}
+
+pub fn prepare(
+    d: &Desired,
+    existing: &Existing,
+    now: i64,
+    verified: &VerifiedHashes,
+) -> Result<Materials, PkiError> {
     let pull_password = existing
         .pull_password
         .clone()
@@ -78,7 +143,7 @@ pub fn prepare(d: &Desired, existing: &Existing, now: i64) -> Result<Materials, 
             UserSource::File(_) => vec![],
         };
         users.push((PULL_USER.to_owned(), pull_password.clone()));
-        let reused = reuse_hashes(existing.htpasswd.as_deref(), &users);
+        let reused = reuse_hashes(existing.htpasswd.as_deref(), &users, verified);
         match &auth.source {
             UserSource::File(text) => format!("{}\n{}", text.trim_end(), reused),
             UserSource::Passwords(_) => reused,
@@ -118,7 +183,11 @@ pub fn prepare(d: &Desired, existing: &Existing, now: i64) -> Result<Materials, 
 }
 
 /// htpasswd lines for `users`, keeping each existing hash that still verifies its password.
-fn reuse_hashes(existing: Option<&str>, users: &[(String, String)]) -> String {
+fn reuse_hashes(
+    existing: Option<&str>,
+    users: &[(String, String)],
+    verified: &VerifiedHashes,
+) -> String {
     let old: BTreeMap<&str, &str> = existing
         .unwrap_or("")
         .lines()
@@ -127,7 +196,7 @@ fn reuse_hashes(existing: Option<&str>, users: &[(String, String)]) -> String {
     let mut lines: Vec<String> = users
         .iter()
         .map(|(user, password)| match old.get(user.as_str()) {
-            Some(hash) if bcrypt::verify(password, hash).unwrap_or(false) => {
+            Some(hash) if verified.verify(user, password, hash) => {
                 format!("{user}:{hash}")
             }
             _ => crate::auth::htpasswd_line(user, password, BCRYPT_COST).unwrap_or_default(),
@@ -156,9 +225,10 @@ mod tests {
             ("alice".to_owned(), "a-pw".to_owned()),
             ("bob".to_owned(), "b-pw".to_owned()),
         ];
-        let first = reuse_hashes(None, &users);
+        let verified = VerifiedHashes::default();
+        let first = reuse_hashes(None, &users, &verified);
         assert_eq!(
-            reuse_hashes(Some(&first), &users),
+            reuse_hashes(Some(&first), &users, &verified),
             first,
             "no churn when nothing changed"
         );
@@ -166,7 +236,7 @@ mod tests {
             ("alice".to_owned(), "new".to_owned()),
             ("bob".to_owned(), "b-pw".to_owned()),
         ];
-        let second = reuse_hashes(Some(&first), &changed);
+        let second = reuse_hashes(Some(&first), &changed, &verified);
         let line = |text: &str, user: &str| {
             text.lines()
                 .find(|l| l.starts_with(&format!("{user}:")))
@@ -177,5 +247,20 @@ mod tests {
         assert_eq!(line(&second, "bob"), line(&first, "bob"));
         let hash = line(&second, "alice").split_once(':').unwrap().1.to_owned();
         assert!(bcrypt::verify("new", &hash).unwrap());
+    }
+
+    #[test]
+    fn remembered_checks_still_refuse_wrong_passwords() {
+        let verified = VerifiedHashes::default();
+        let line = crate::auth::htpasswd_line("a", "right", 4).unwrap();
+        let hash = line.split_once(':').unwrap().1;
+        assert!(verified.verify("a", "right", hash));
+        assert!(verified.verify("a", "right", hash), "remembered");
+        assert!(!verified.verify("a", "wrong", hash));
+        assert!(!verified.verify(
+            "b",
+            "right",
+            "$2y$04$invalidinvalidinvalidinvalidinvalidinvalidinvalidinva"
+        ));
     }
 }

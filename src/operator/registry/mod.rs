@@ -75,7 +75,11 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
         apply::sync_finalizer(client, registry, &namespace, true).await?;
     }
     let now = Timestamp::now().as_second();
-    let materials = match materials::prepare(&desired, &observed.existing, now) {
+    // bcrypt and key generation are CPU work: keep them off the async workers.
+    let prepared = tokio::task::block_in_place(|| {
+        materials::prepare(&desired, &observed.existing, now, &ctx.verified)
+    });
+    let materials = match prepared {
         Ok(m) => m,
         Err(e) => {
             let message = e.to_string();

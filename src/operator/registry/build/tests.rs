@@ -22,7 +22,7 @@ fn service_is_complete() {
         json!({"service": {"type": "NodePort", "port": 443, "clusterIP": "10.96.0.50"}}),
         &[],
     );
-    let m = prepare(&d, &Existing::default(), NOW).unwrap();
+    let m = prepare(&d, &Existing::default(), NOW, &Default::default()).unwrap();
     let svc = serde_json::to_value(build(&d, &m).service).unwrap();
     assert_eq!(
         svc,
@@ -77,7 +77,7 @@ fn the_workload_is_production_shaped() {
         json!({"auth": {"users": [{"username": "a", "passwordSecretRef": {"name": "pw", "key": "p"}}]}}),
         &[("pw", &[("p", "x")])],
     );
-    let m = prepare(&d, &Existing::default(), NOW).unwrap();
+    let m = prepare(&d, &Existing::default(), NOW, &Default::default()).unwrap();
     let dep = serde_json::to_value(build(&d, &m).deployment).unwrap();
     let spec = &dep["spec"];
     assert_eq!(
@@ -119,7 +119,7 @@ fn the_workload_is_production_shaped() {
 #[test]
 fn the_volume_outlives_the_registry_unless_asked() {
     let kept = desired(json!({}), &[]);
-    let m = prepare(&kept, &Existing::default(), NOW).unwrap();
+    let m = prepare(&kept, &Existing::default(), NOW, &Default::default()).unwrap();
     let pvc = build(&kept, &m).volume;
     assert!(pvc.metadata.owner_references.is_none());
     assert_eq!(
@@ -132,7 +132,7 @@ fn the_volume_outlives_the_registry_unless_asked() {
     );
     let pvc = build(
         &deleted,
-        &prepare(&deleted, &Existing::default(), NOW).unwrap(),
+        &prepare(&deleted, &Existing::default(), NOW, &Default::default()).unwrap(),
     )
     .volume;
     assert_eq!(pvc.metadata.owner_references.unwrap()[0].uid, "uid-1");
@@ -148,7 +148,7 @@ fn pull_secrets_hold_working_docker_credentials() {
         json!({"pullSecrets": {"namespaces": ["team", "apps"]}}),
         &[],
     );
-    let m = prepare(&d, &Existing::default(), NOW).unwrap();
+    let m = prepare(&d, &Existing::default(), NOW, &Default::default()).unwrap();
     let children = build(&d, &m);
     assert_eq!(children.pull_secrets.len(), 2);
     let apps = children
@@ -198,6 +198,7 @@ fn nothing_changes_when_nothing_changed() {
             ..Existing::default()
         },
         NOW,
+        &Default::default(),
     )
     .unwrap();
     let (ca, serving, sans) = first.self_signed.clone().unwrap();
@@ -219,17 +220,17 @@ fn nothing_changes_when_nothing_changed() {
         ..existing.clone()
     };
     assert!(matches!(
-        prepare(&d, &damaged, NOW),
+        prepare(&d, &damaged, NOW, &Default::default()),
         Err(crate::operator::pki::PkiError::DamagedCa)
     ));
-    let again = prepare(&d, &existing, NOW + 3600).unwrap();
+    let again = prepare(&d, &existing, NOW + 3600, &Default::default()).unwrap();
     assert_eq!(again, first, "same hashes, passwords and certificates");
     // A new ClusterIP means a new serving certificate, signed by the same CA.
     let moved = Existing {
         cluster_ip: Some("10.96.0.10".parse().unwrap()),
         ..existing.clone()
     };
-    let renewed = prepare(&d, &moved, NOW + 3600).unwrap();
+    let renewed = prepare(&d, &moved, NOW + 3600, &Default::default()).unwrap();
     assert_eq!(
         renewed.self_signed.as_ref().unwrap().0,
         first.self_signed.as_ref().unwrap().0

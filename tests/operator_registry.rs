@@ -528,3 +528,78 @@ async fn a_damaged_ca_is_reported_not_replaced() {
         degraded.message
     );
 }
+
+/// cert-manager's Certificate CRD, reduced to what the API server needs to store objects.
+const CERT_MANAGER_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: certificates.cert-manager.io}
+spec:
+  group: cert-manager.io
+  scope: Namespaced
+  names: {plural: certificates, singular: certificate, kind: Certificate}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cert_manager_mode_creates_the_certificate() {
+    let kube = setup();
+    let ctx = context(&kube).await;
+    assert!(
+        kube.apply("cert-manager-crd.yaml", CERT_MANAGER_CRD)
+            .status
+            .success()
+    );
+    kube.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/certificates.cert-manager.io",
+        "--timeout=30s",
+    ]);
+    let yaml = "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {name: cm, namespace: team}\nspec:\n  service: {clusterIP: 10.96.7.7}\n  tls: {certManager: {issuerRef: {name: letsencrypt, kind: ClusterIssuer}}}\n";
+    assert!(kube.apply("cm.yaml", yaml).status.success());
+    reconcile(
+        Arc::new(get::<Registry>(&ctx, "team", "cm").await),
+        ctx.clone(),
+    )
+    .await
+    .unwrap();
+    let cert: serde_json::Value = serde_json::from_str(&kube.kubectl(&[
+        "-n",
+        "team",
+        "get",
+        "certificates.cert-manager.io",
+        "cm",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(cert["spec"]["secretName"], "cm-tls");
+    assert_eq!(
+        cert["spec"]["issuerRef"],
+        serde_json::json!({"name": "letsencrypt", "kind": "ClusterIssuer", "group": "cert-manager.io"})
+    );
+    assert_eq!(
+        cert["spec"]["ipAddresses"],
+        serde_json::json!(["10.96.7.7"])
+    );
+    assert!(
+        cert["spec"]["dnsNames"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("cm.team.svc"))
+    );
+    assert_eq!(cert["metadata"]["ownerReferences"][0]["kind"], "Registry");
+    let status = get::<Registry>(&ctx, "team", "cm").await.status.unwrap();
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(degraded.status, "False", "{}", degraded.message);
+}

@@ -98,6 +98,31 @@ async fn registry(ctx: &Context) -> Arc<Registry> {
     Arc::new(get::<Registry>(ctx, "team", "reg").await)
 }
 
+/// Reconciles the Registry `ns/name` as it is stored now.
+async fn reconcile_named(ctx: &Arc<Context>, ns: &str, name: &str) {
+    reconcile(Arc::new(get::<Registry>(ctx, ns, name).await), ctx.clone())
+        .await
+        .unwrap();
+}
+
+/// The condition `type_` of the stored Registry `ns/name`.
+async fn condition(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    type_: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let status = get::<Registry>(ctx, ns, name)
+        .await
+        .status
+        .unwrap_or_default();
+    status
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition on {ns}/{name}"))
+}
+
 fn secret_text(s: &Secret, key: &str) -> String {
     String::from_utf8(s.data.as_ref().unwrap()[key].0.clone()).unwrap()
 }
@@ -362,14 +387,8 @@ async fn invalid_registries_are_refused_or_reported() {
     // What admission cannot know is reported on the resource.
     let missing = "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {name: lost, namespace: team}\nspec:\n  auth: {users: [{username: bob, passwordSecretRef: {name: nope, key: bob}}]}\n";
     assert!(kube.apply("lost.yaml", missing).status.success());
-    let lost = Arc::new(get::<Registry>(&ctx, "team", "lost").await);
-    reconcile(lost, ctx.clone()).await.unwrap();
-    let status = get::<Registry>(&ctx, "team", "lost").await.status.unwrap();
-    let degraded = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap();
+    reconcile_named(&ctx, "team", "lost").await;
+    let degraded = condition(&ctx, "team", "lost", "Degraded").await;
     assert_eq!(
         (degraded.status.as_str(), degraded.reason.as_str()),
         ("True", "SecretNotFound")
@@ -395,18 +414,13 @@ async fn the_readme_example_applies_and_reconciles() {
     let ctx = context(&kube).await;
     let out = kube.apply("example.yaml", include_str!("../examples/registry.yaml"));
     assert!(out.status.success(), "{}", out.stderr);
-    let main = Arc::new(get::<Registry>(&ctx, "registry", "main").await);
-    reconcile(main, ctx.clone()).await.unwrap();
+    reconcile_named(&ctx, "registry", "main").await;
     let status = get::<Registry>(&ctx, "registry", "main")
         .await
         .status
         .unwrap();
     assert_eq!(status.endpoint.as_deref(), Some("main.registry.svc:5000"));
-    let degraded = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap();
+    let degraded = condition(&ctx, "registry", "main", "Degraded").await;
     assert_eq!(degraded.status, "False", "{}", degraded.message);
     let pull: Secret = get(&ctx, "registry", "main-pull").await;
     assert_eq!(
@@ -426,18 +440,8 @@ async fn cert_manager_mode_says_clearly_when_cert_manager_is_missing() {
     let ctx = context(&kube).await;
     let yaml = "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {name: cm, namespace: team}\nspec:\n  tls: {certManager: {issuerRef: {name: letsencrypt, kind: ClusterIssuer}}}\n";
     assert!(kube.apply("cm.yaml", yaml).status.success());
-    reconcile(
-        Arc::new(get::<Registry>(&ctx, "team", "cm").await),
-        ctx.clone(),
-    )
-    .await
-    .unwrap();
-    let status = get::<Registry>(&ctx, "team", "cm").await.status.unwrap();
-    let degraded = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap();
+    reconcile_named(&ctx, "team", "cm").await;
+    let degraded = condition(&ctx, "team", "cm", "Degraded").await;
     assert_eq!(
         (degraded.status.as_str(), degraded.reason.as_str()),
         ("True", "CertManagerNotInstalled")
@@ -477,12 +481,7 @@ async fn a_damaged_ca_is_reported_not_replaced() {
     let ctx = context(&kube).await;
     let yaml = "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {name: ca, namespace: team}\nspec: {}\n";
     assert!(kube.apply("ca.yaml", yaml).status.success());
-    reconcile(
-        Arc::new(get::<Registry>(&ctx, "team", "ca").await),
-        ctx.clone(),
-    )
-    .await
-    .unwrap();
+    reconcile_named(&ctx, "team", "ca").await;
     let before: Secret = get(&ctx, "team", "ca-ca").await;
     // Someone strips the CA key: the operator must not mint a new CA that nobody trusts.
     kube.kubectl(&[
@@ -495,12 +494,7 @@ async fn a_damaged_ca_is_reported_not_replaced() {
         "-p",
         r#"[{"op":"remove","path":"/data/ca.key"}]"#,
     ]);
-    reconcile(
-        Arc::new(get::<Registry>(&ctx, "team", "ca").await),
-        ctx.clone(),
-    )
-    .await
-    .unwrap();
+    reconcile_named(&ctx, "team", "ca").await;
     let after: Secret = get(&ctx, "team", "ca-ca").await;
     assert_eq!(
         secret_text(&after, "ca.crt"),
@@ -510,12 +504,7 @@ async fn a_damaged_ca_is_reported_not_replaced() {
         after.data.as_ref().unwrap().get("ca.key").is_none(),
         "left as the user made it"
     );
-    let status = get::<Registry>(&ctx, "team", "ca").await.status.unwrap();
-    let degraded = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap();
+    let degraded = condition(&ctx, "team", "ca", "Degraded").await;
     assert_eq!(
         (degraded.status.as_str(), degraded.reason.as_str()),
         ("True", "CertificateError")
@@ -563,12 +552,7 @@ async fn cert_manager_mode_creates_the_certificate() {
     ]);
     let yaml = "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {name: cm, namespace: team}\nspec:\n  service: {clusterIP: 10.96.7.7}\n  tls: {certManager: {issuerRef: {name: letsencrypt, kind: ClusterIssuer}}}\n";
     assert!(kube.apply("cm.yaml", yaml).status.success());
-    reconcile(
-        Arc::new(get::<Registry>(&ctx, "team", "cm").await),
-        ctx.clone(),
-    )
-    .await
-    .unwrap();
+    reconcile_named(&ctx, "team", "cm").await;
     let cert: serde_json::Value = serde_json::from_str(&kube.kubectl(&[
         "-n",
         "team",
@@ -595,11 +579,6 @@ async fn cert_manager_mode_creates_the_certificate() {
             .contains(&serde_json::json!("cm.team.svc"))
     );
     assert_eq!(cert["metadata"]["ownerReferences"][0]["kind"], "Registry");
-    let status = get::<Registry>(&ctx, "team", "cm").await.status.unwrap();
-    let degraded = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap();
+    let degraded = condition(&ctx, "team", "cm", "Degraded").await;
     assert_eq!(degraded.status, "False", "{}", degraded.message);
 }

@@ -17,16 +17,18 @@ use std::time::{Duration, Instant};
 use common::oci::{assert_same_image, write_oci_layout};
 use common::{Server, cmd, run, tool};
 
-/// nginx in the foreground, stopped by PID when dropped.
+/// nginx in the foreground, stopped by PID when dropped: SIGTERM first, so the master
+/// stops its workers (a SIGKILL would orphan them).
 struct Nginx {
-    child: Child,
+    child: Option<Child>,
     port: u16,
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.take() {
+            common::server::stop_child(child, Duration::from_secs(5));
+        }
     }
 }
 
@@ -138,7 +140,10 @@ http {{
         .stderr(Stdio::null())
         .spawn()
         .expect("start nginx");
-    let nginx = Nginx { child, port };
+    let nginx = Nginx {
+        child: Some(child),
+        port,
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(

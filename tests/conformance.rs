@@ -15,7 +15,7 @@
 mod common;
 
 use common::Server;
-use common::conformance::{find_runner, junit_cases, run_suite};
+use common::conformance::{find_runner, junit_cases, run_suite, workflow_env};
 
 fn conformance_server() -> Server {
     Server::builder().delete_enabled(true).start()
@@ -27,19 +27,7 @@ fn released_conformance_suite_passes() {
         .expect("conformance runner not found: run tests/setup.sh");
     let server = conformance_server();
     let dir = tempfile::TempDir::new().unwrap();
-    let env = [
-        ("OCI_ROOT_URL", format!("http://{}", server.addr)),
-        ("OCI_NAMESPACE", "conformance/repo1".to_string()),
-        ("OCI_CROSSMOUNT_NAMESPACE", "conformance/repo2".to_string()),
-        ("OCI_TEST_PULL", "1".to_string()),
-        ("OCI_TEST_PUSH", "1".to_string()),
-        ("OCI_TEST_CONTENT_DISCOVERY", "1".to_string()),
-        ("OCI_TEST_CONTENT_MANAGEMENT", "1".to_string()),
-        ("OCI_HIDE_SKIPPED_WORKFLOWS", "0".to_string()),
-        // Mounting without `from` falls back to an upload (202); let the suite check that.
-        ("OCI_AUTOMATIC_CROSSMOUNT", "0".to_string()),
-        ("OCI_REPORT_DIR", dir.path().display().to_string()),
-    ];
+    let env = workflow_env(&format!("http://{}", server.addr), dir.path());
     let junit = dir.path().join("junit.xml");
     run_suite(&server, &binary, &env, dir.path(), &junit);
 }

@@ -11,9 +11,6 @@
 )]
 mod common;
 
-use std::thread;
-use std::time::{Duration, Instant};
-
 use common::kube::KubeApi;
 use serde_json::Value;
 
@@ -64,22 +61,6 @@ spec:
     )
 }
 
-/// Applies `yaml` and returns the outcome; retries while kubectl's discovery has not yet seen a
-/// just-established CRD ("no matches for kind").
-fn apply_when_served(kube: &KubeApi, name: &str, yaml: &str) -> common::cmd::Outcome {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let outcome = kube.apply(name, yaml);
-        if outcome.status.success()
-            || !outcome.stderr.contains("no matches for kind")
-            || Instant::now() > deadline
-        {
-            return outcome;
-        }
-        thread::sleep(Duration::from_millis(250));
-    }
-}
-
 fn json(text: &str) -> Value {
     serde_json::from_str(text)
         .unwrap_or_else(|e| panic!("kubectl output is not JSON ({e}): {text}"))
@@ -109,7 +90,7 @@ fn crd_with_cel_rule_and_core_objects() {
     ]);
 
     // The CEL rule rejects replicas > maxReplicas, with its message, and nothing is stored.
-    let bad = apply_when_served(&kube, "bad.yaml", &widget("bad", 5, 3));
+    let bad = kube.apply_when_served("bad.yaml", &widget("bad", 5, 3));
     assert!(!bad.status.success(), "invalid widget accepted: {bad:?}");
     assert!(
         bad.stderr.contains(RULE_MESSAGE) && bad.stderr.contains("Invalid value"),
@@ -124,7 +105,7 @@ fn crd_with_cel_rule_and_core_objects() {
     );
 
     // A valid object is stored and read back as it was written.
-    let good = apply_when_served(&kube, "good.yaml", &widget("good", 2, 3));
+    let good = kube.apply_when_served("good.yaml", &widget("good", 2, 3));
     assert!(
         good.status.success(),
         "valid widget refused: {}",

@@ -56,21 +56,6 @@ fn wait_holder(kube: &KubeApi, holder: &str, timeout: Duration) -> Duration {
     }
 }
 
-/// Applies `yaml`, retrying while kubectl's discovery has not yet seen a just-established CRD.
-fn apply_when_served(kube: &KubeApi, name: &str, yaml: &str) -> common::cmd::Outcome {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let outcome = kube.apply(name, yaml);
-        if outcome.status.success()
-            || !outcome.stderr.contains("no matches for kind")
-            || Instant::now() > deadline
-        {
-            return outcome;
-        }
-        thread::sleep(Duration::from_millis(250));
-    }
-}
-
 fn install_crds(kube: &KubeApi) {
     let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/dockyard.dev.yaml");
     kube.kubectl(&["apply", "--server-side", "-f", crds]);
@@ -144,7 +129,7 @@ fn invalid_registries_are_rejected_with_the_cel_message() {
         ),
     ];
     for (name, spec, message) in cases {
-        let outcome = apply_when_served(&kube, &format!("{name}.yaml"), &registry(name, spec));
+        let outcome = kube.apply_when_served(&format!("{name}.yaml"), &registry(name, spec));
         assert!(
             !outcome.status.success(),
             "{name} was accepted: {outcome:?}"
@@ -162,7 +147,7 @@ fn invalid_registries_are_rejected_with_the_cel_message() {
     }
     // The same spec made valid is accepted: the rules reject the combination, not the fields.
     let fixed = "replicas: 3\nstorage:\n  filesystem: {accessMode: ReadWriteMany}";
-    let accepted = apply_when_served(&kube, "shared-rwx.yaml", &registry("shared-rwx", fixed));
+    let accepted = kube.apply_when_served("shared-rwx.yaml", &registry("shared-rwx", fixed));
     assert!(
         accepted.status.success(),
         "valid Registry refused: {accepted:?}"
@@ -215,7 +200,7 @@ fn operator_serves_health_reconciles_and_fails_over() {
         "--from-literal=x=1",
     ]);
     let spec = "auth:\n  users:\n  - username: alice\n    passwordSecretRef: {name: alice-password, key: password}";
-    let applied = apply_when_served(&kube, "demo.yaml", &registry("demo", spec));
+    let applied = kube.apply_when_served("demo.yaml", &registry("demo", spec));
     assert!(applied.status.success(), "apply Registry: {applied:?}");
     first.wait_until("/metrics", Duration::from_secs(30), |_, body| {
         body.contains("dockyard_reconciles_total{kind=\"Registry\"}")
@@ -316,7 +301,7 @@ fn operator_serves_health_reconciles_and_fails_over() {
 
     // The new leader reconciles too: a new Registry is counted by operator-b.
     let before = second.reconciles();
-    let applied = apply_when_served(&kube, "demo2.yaml", &registry("demo2", "replicas: 0"));
+    let applied = kube.apply_when_served("demo2.yaml", &registry("demo2", "replicas: 0"));
     assert!(applied.status.success(), "apply Registry: {applied:?}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while second.reconciles() <= before {

@@ -65,6 +65,23 @@ fn attribute(tag: &str, key: &str) -> Option<String> {
 }
 
 /// Runs one conformance binary against `server` in `dir`, then judges its junit report.
+/// The environment that runs all four workflows against `root_url`, reports into `report_dir`.
+pub fn workflow_env(root_url: &str, report_dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("OCI_ROOT_URL", root_url.to_string()),
+        ("OCI_NAMESPACE", "conformance/repo1".to_string()),
+        ("OCI_CROSSMOUNT_NAMESPACE", "conformance/repo2".to_string()),
+        ("OCI_TEST_PULL", "1".to_string()),
+        ("OCI_TEST_PUSH", "1".to_string()),
+        ("OCI_TEST_CONTENT_DISCOVERY", "1".to_string()),
+        ("OCI_TEST_CONTENT_MANAGEMENT", "1".to_string()),
+        ("OCI_HIDE_SKIPPED_WORKFLOWS", "0".to_string()),
+        // Mounting without `from` falls back to an upload (202); let the suite check that.
+        ("OCI_AUTOMATIC_CROSSMOUNT", "0".to_string()),
+        ("OCI_REPORT_DIR", report_dir.display().to_string()),
+    ]
+}
+
 pub fn run_suite(server: &Server, binary: &Path, env: &[(&str, String)], dir: &Path, junit: &Path) {
     let mut command = Command::new(binary);
     command.current_dir(dir).env_remove("AWS_CA_BUNDLE");

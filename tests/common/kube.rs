@@ -159,6 +159,22 @@ impl KubeApi {
         run_capture(&mut self.kubectl_command(["apply".as_ref(), "-f".as_ref(), path.as_os_str()]))
     }
 
+    /// Like [`KubeApi::apply`], retrying while kubectl's discovery has not yet seen a
+    /// just-established CRD ("no matches for kind").
+    pub fn apply_when_served(&self, name: &str, yaml: &str) -> Outcome {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let outcome = self.apply(name, yaml);
+            if outcome.status.success()
+                || !outcome.stderr.contains("no matches for kind")
+                || Instant::now() > deadline
+            {
+                return outcome;
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// Starts etcd and kube-apiserver on fresh ports; returns the API server's port.
     fn spawn(&mut self, attempt: u32) -> u16 {
         let root = self.dir.path();

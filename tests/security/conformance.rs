@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::common::Server;
-use super::common::conformance::{find_runner, run_suite};
+use super::common::conformance::{find_runner, run_suite, workflow_env};
 use super::common::run;
 use super::common::server::has_status;
 use super::fixture::{Htpasswd, auth_builder};
@@ -21,20 +21,9 @@ fn run_with_credentials(server: &Server, root_url: &str, extra_env: &[(&str, Str
     let binary = find_runner(&["oci-conformance-v1.1.1", "oci-conformance"])
         .expect("conformance runner not found: run tests/setup.sh");
     let dir = tempfile::TempDir::new().unwrap();
-    let mut env = vec![
-        ("OCI_ROOT_URL", root_url.to_string()),
-        ("OCI_NAMESPACE", "conformance/repo1".to_string()),
-        ("OCI_CROSSMOUNT_NAMESPACE", "conformance/repo2".to_string()),
-        ("OCI_USERNAME", USER.to_string()),
-        ("OCI_PASSWORD", PASSWORD.to_string()),
-        ("OCI_TEST_PULL", "1".to_string()),
-        ("OCI_TEST_PUSH", "1".to_string()),
-        ("OCI_TEST_CONTENT_DISCOVERY", "1".to_string()),
-        ("OCI_TEST_CONTENT_MANAGEMENT", "1".to_string()),
-        ("OCI_HIDE_SKIPPED_WORKFLOWS", "0".to_string()),
-        ("OCI_AUTOMATIC_CROSSMOUNT", "0".to_string()),
-        ("OCI_REPORT_DIR", dir.path().display().to_string()),
-    ];
+    let mut env = workflow_env(root_url, dir.path());
+    env.push(("OCI_USERNAME", USER.to_string()));
+    env.push(("OCI_PASSWORD", PASSWORD.to_string()));
     env.extend(extra_env.iter().cloned());
     run_suite(
         server,

@@ -124,11 +124,27 @@ pub struct HttpConfig {
     #[serde(default, deserialize_with = "lenient::bool")]
     pub relativeurls: bool,
     pub draintimeout: Option<String>,
+    /// Dockyard extension: open connections at most (default 10000).
+    #[serde(default, deserialize_with = "lenient::u64_opt")]
+    pub maxconnections: Option<u64>,
+    /// Dockyard extension: connection timeouts.
+    #[serde(default)]
+    pub timeouts: HttpTimeouts,
     pub tls: Option<TlsConfig>,
     pub headers: Option<BTreeMap<String, Vec<String>>>,
     pub debug: Option<Value>,
     pub http2: Option<Value>,
     pub h2c: Option<Value>,
+}
+
+/// `http.timeouts`: Go durations (`30s`, `2m`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HttpTimeouts {
+    /// From a connection's start, or a request's first byte, to its last header (default 30s).
+    pub readheader: Option<String>,
+    /// Between requests on a kept-alive connection, and without a byte moving during one
+    /// (default 2m).
+    pub idle: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -151,6 +167,9 @@ pub struct AuthConfig {
     pub anonymouspull: Vec<String>,
     /// Dockyard extension: who may pull, push and delete what; absent = every user everything.
     pub access: Option<Vec<crate::auth::AccessRule>>,
+    /// Dockyard extension: users who may only pull, whatever `access` grants.
+    #[serde(default, deserialize_with = "lenient::string_list")]
+    pub pullonly: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -323,6 +342,38 @@ impl Config {
             Some(a) if a.starts_with(':') => format!("0.0.0.0{a}"),
             Some(a) => a.to_owned(),
         }
+    }
+
+    /// Connection cap and timeouts, from `http.maxconnections` and `http.timeouts`.
+    pub fn connection_limits(&self) -> Result<crate::server::Limits, ConfigError> {
+        let defaults = crate::server::Limits::default();
+        let duration = |key: &str, value: &Option<String>, default: Duration| match value {
+            None => Ok(default),
+            Some(text) => parse_go_duration(text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "http.timeouts.{key}: {text:?} is not a duration like 30s or 2m"
+                    ))
+                }),
+        };
+        let max_connections = match self.http.maxconnections {
+            None => defaults.max_connections,
+            Some(0) => {
+                return Err(ConfigError::Invalid(
+                    "http.maxconnections must be at least 1".into(),
+                ));
+            }
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let t = &self.http.timeouts;
+        Ok(crate::server::Limits {
+            max_connections,
+            timeouts: crate::server::Timeouts {
+                header: duration("readheader", &t.readheader, defaults.timeouts.header)?,
+                idle: duration("idle", &t.idle, defaults.timeouts.idle)?,
+            },
+        })
     }
 
     pub fn max_manifest_size(&self) -> u64 {

@@ -10,6 +10,7 @@ pub mod oci;
 pub mod operator;
 pub mod registry;
 pub mod serve;
+pub mod server;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;

@@ -2,7 +2,6 @@
 //! the HTTP router, listens, and shuts down gracefully on SIGTERM/SIGINT.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -78,9 +77,9 @@ fn build_auth(config: &Config) -> Result<Option<Arc<Authenticator>>, ServeError>
         ));
     }
     let Some(htpasswd) = &auth.htpasswd else {
-        if auth.access.is_some() || !auth.anonymouspull.is_empty() {
+        if auth.access.is_some() || !auth.anonymouspull.is_empty() || !auth.pullonly.is_empty() {
             return Err(ConfigError::Invalid(
-                "auth.access and auth.anonymouspull need auth.htpasswd".into(),
+                "auth.access, auth.anonymouspull and auth.pullonly need auth.htpasswd".into(),
             )
             .into());
         }
@@ -96,30 +95,38 @@ fn build_auth(config: &Config) -> Result<Option<Arc<Authenticator>>, ServeError>
     let policy = Policy {
         anonymous_pull: auth.anonymouspull.clone(),
         rules: auth.access.clone(),
+        pull_only: auth.pullonly.clone(),
     };
     Ok(Some(Arc::new(Authenticator::load(realm, path, policy)?)))
 }
 
+/// Temp files of atomic writes older than this are leftovers of a crash.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
+
 /// Builds the application state from a configuration (creating the storage root).
-pub fn build_state(config: &Config) -> Result<(AppState, String), ServeError> {
+/// Also returns where content is stored, for the startup line, and the filesystem driver
+/// (if that is the backend) for its periodic maintenance.
+pub fn build_state(config: &Config) -> Result<(AppState, String, Option<FsDriver>), ServeError> {
     if config.proxy.as_ref().is_some_and(|p| p.remoteurl.is_some()) {
         return Err(ServeError::Unsupported("proxy (pull-through cache)"));
     }
-    let (driver, location): (Arc<dyn Driver>, String) = match config.storage_kind(&default_root())?
-    {
-        StorageKind::Filesystem(root) => {
-            std::fs::create_dir_all(&root).map_err(|source| ServeError::StorageRoot {
-                path: root.clone(),
-                source,
-            })?;
-            let location = root.display().to_string();
-            (Arc::new(FsDriver::new(root)), location)
-        }
-        StorageKind::InMemory => (
-            Arc::new(MemoryDriver::new()),
-            "memory (lost on exit)".to_owned(),
-        ),
-    };
+    let (driver, location, fs): (Arc<dyn Driver>, String, _) =
+        match config.storage_kind(&default_root())? {
+            StorageKind::Filesystem(root) => {
+                std::fs::create_dir_all(&root).map_err(|source| ServeError::StorageRoot {
+                    path: root.clone(),
+                    source,
+                })?;
+                let location = root.display().to_string();
+                let fs = FsDriver::new(root);
+                (Arc::new(fs.clone()), location, Some(fs))
+            }
+            StorageKind::InMemory => (
+                Arc::new(MemoryDriver::new()),
+                "memory (lost on exit)".to_owned(),
+                None,
+            ),
+        };
     let options = ContentOptions {
         delete_enabled: config.storage.delete.enabled,
         max_manifest_size: config.max_manifest_size(),
@@ -138,6 +145,7 @@ pub fn build_state(config: &Config) -> Result<(AppState, String), ServeError> {
             auth,
         },
         location,
+        fs,
     ))
 }
 
@@ -146,7 +154,10 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let (state, location) = build_state(&config)?;
+    let (state, location, fs) = build_state(&config)?;
+    if let Some(fs) = fs {
+        tokio::spawn(remove_stale_temp_files(fs));
+    }
     if let Some(auth) = &state.auth {
         tokio::spawn(auth.clone().watch_file());
     }
@@ -175,23 +186,15 @@ pub async fn run(
         tokio::spawn(purge_uploads(state.content.clone(), purging));
     }
     let drain = drain_timeout(&config);
+    let mut limits = config.connection_limits()?;
+    limits.max_connections = limits.max_connections.min(connection_ceiling());
     let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
     let app = registry::router(state);
     let stop = async move {
         let _ = signal_rx.await;
     };
-    // Both paths put the client address in the request extensions as `ConnectInfo`.
-    let mut server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
-        Some(tls) => Box::pin(crate::tls::serve(listener, tls, app, stop)),
-        None => Box::pin(
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stop)
-            .into_future(),
-        ),
-    };
+    let mut server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+        Box::pin(crate::server::serve(listener, tls, app, limits, stop));
     tokio::select! {
         result = &mut server => return result.map_err(ServeError::Serve),
         () = shutdown => {}
@@ -206,6 +209,56 @@ pub async fn run(
         Err(_) => {
             tracing::warn!("drain timeout reached, closing remaining connections");
             Ok(())
+        }
+    }
+}
+
+/// How many connections the process can hold: raises the open-file limit to its hard
+/// maximum (as Go does at startup) and keeps a quarter of it for files.
+fn connection_ceiling() -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct passed by pointer.
+        let soft = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return usize::MAX;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit.rlim_cur = limit.rlim_max;
+                }
+            }
+            limit.rlim_cur
+        };
+        usize::try_from(soft / 4 * 3).unwrap_or(usize::MAX).max(64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    usize::MAX
+}
+
+/// Removes what crashed atomic writes left in the filesystem driver's staging directory:
+/// at startup, then every [`STALE_TEMP_AGE`].
+async fn remove_stale_temp_files(fs: FsDriver) {
+    let mut ticks = tokio::time::interval(STALE_TEMP_AGE);
+    loop {
+        ticks.tick().await;
+        let driver = fs.clone();
+        let removed =
+            tokio::task::spawn_blocking(move || driver.remove_stale_temp_files(STALE_TEMP_AGE))
+                .await;
+        match removed {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(files = n, "removed temp files left by a crash"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot clean the storage temp directory"),
+            Err(e) => tracing::warn!(error = %e, "temp file cleanup failed"),
         }
     }
 }

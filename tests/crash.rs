@@ -2,7 +2,8 @@
 //! streams in (through a raw socket this test controls, so the kill lands mid-body
 //! deterministically), then restarted on the same data directory. Nothing partial may be
 //! visible, every stored blob must hash to its path, a retried upload must succeed, and every
-//! image pushed before the crash must still pull bit-identical.
+//! image pushed before the crash must still pull bit-identical. A full disk (a small tmpfs)
+//! gets a clear 507, keeps nothing partial and gives the space back.
 
 #[allow(
     dead_code,
@@ -369,4 +370,99 @@ fn blob_store_check_catches_a_corrupt_blob() {
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("data"), b"wrong").unwrap();
     verify_blob_store(tmp.path());
+}
+
+/// A tmpfs of `size` mounted on a new temp dir, unmounted on drop. None when this process
+/// may not mount (not root): the caller says so and skips.
+struct SmallDisk {
+    dir: TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = TempDir::new().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Sends `method path` with a `len`-byte body from `seed`, ignoring a refusal mid-body, and
+/// reads the answer.
+fn send_body(server: &Server, method: &str, path: &str, seed: u64, len: u64) -> http::Response {
+    let mut stream = http::connect(&server.addr).unwrap();
+    let headers = [("Content-Type", "application/octet-stream")];
+    http::write_head(&mut stream, &server.addr, method, path, &headers, Some(len)).unwrap();
+    for_each_chunk(seed, len, |chunk| {
+        let _ = stream.write_all(chunk);
+    });
+    http::read_response(&mut stream, false).unwrap()
+}
+
+#[test]
+fn a_full_disk_answers_507_keeps_nothing_partial_and_gives_the_space_back() {
+    let Some(disk) = SmallDisk::mount("24m") else {
+        eprintln!("note: skipping the full-disk test: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let server = Server::builder().data_dir(disk.dir.path()).start();
+    let layout = TempDir::new().unwrap();
+    let images = push_images(&server, layout.path());
+    let big = BigBlob::new(507, 40 * MIB);
+    let full = |resp: &http::Response, what: &str| {
+        assert_eq!(resp.status, 507, "{what}: {}", resp.text());
+        let doc: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(doc["errors"][0]["code"], "UNKNOWN", "{what}");
+        let message = doc["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("storage is full"), "{what}: {message}");
+        assert!(
+            !message.contains(&disk.dir.path().display().to_string()),
+            "{message}"
+        );
+    };
+    // A single-request upload, then a chunk of a session: both refused.
+    let path = format!("/v2/full/blob/blobs/uploads/?digest={}", big.digest);
+    full(
+        &send_body(&server, "POST", &path, big.seed, big.len),
+        "POST ?digest=",
+    );
+    let upload = start_upload(&server, "full/blob");
+    full(
+        &send_body(&server, "PATCH", &upload, big.seed, big.len),
+        "PATCH",
+    );
+    assert!(
+        server.log().contains("no space left"),
+        "the log says why and where: {}",
+        server.log()
+    );
+    // Nothing partial is visible, the single-request session is gone, and the session's
+    // failed chunk was dropped: its offset is still 0.
+    assert_eq!(head_blob(&server, "full/blob", &big.digest).status, 404);
+    let status = http::request(&server.addr, "GET", &upload, &[], &[]).unwrap();
+    assert_eq!(status.header("range"), Some("0-0"), "{}", status.text());
+    let sessions = disk
+        .dir
+        .path()
+        .join("docker/registry/v2/repositories/full/blob/_uploads");
+    assert_eq!(
+        fs::read_dir(&sessions).unwrap().count(),
+        1,
+        "only the chunked session stays"
+    );
+    assert_stored(&verify_blob_store(disk.dir.path()), &images);
+    // The space came back: a small blob fits, and the earlier images still pull.
+    upload_ok(&server, "full/small", &BigBlob::new(7, MIB));
+    assert_images_pull(&server, layout.path(), &images);
 }

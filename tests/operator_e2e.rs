@@ -91,7 +91,7 @@ async fn the_generated_pod_serves_pushes_and_pulls_over_tls() {
     // The Service port doubles as the pod's loopback port: the pod has no network namespace here.
     let port = free_port();
     let spec = format!(
-        "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {{name: reg, namespace: team}}\nspec:\n  service: {{port: {port}}}\n  auth:\n    users: [{{username: alice, passwordSecretRef: {{name: pw, key: alice}}}}]\n  pullSecrets: {{namespaces: [team]}}\n"
+        "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {{name: reg, namespace: team}}\nspec:\n  service: {{port: {port}}}\n  storage: {{deleteEnabled: true}}\n  auth:\n    users: [{{username: alice, passwordSecretRef: {{name: pw, key: alice}}}}]\n  pullSecrets: {{namespaces: [team]}}\n"
     );
     assert!(kube.apply("reg.yaml", &spec).status.success());
 
@@ -217,6 +217,33 @@ async fn the_generated_pod_serves_pushes_and_pulls_over_tls() {
         pulled.display()
     ));
     assert_same_image(&layout, &pulled, &image.manifest_digest);
+
+    // The pull Secret's user may pull and nothing else, though deleting is enabled and the
+    // spec has no access rules (which would let every other user do everything).
+    let refused = |inner: String| {
+        let out = with_hosts(&hosts, &inner).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success() && stderr.contains("denied"),
+            "{inner}: {stderr}"
+        );
+    };
+    refused(format!(
+        "skopeo copy --dest-cert-dir {} --dest-authfile {} oci:{}:v1 docker://{host}/team/other:v1",
+        certs.display(),
+        authfile.display(),
+        layout.display()
+    ));
+    refused(format!(
+        "skopeo delete --cert-dir {} --authfile {} docker://{host}/team/app:v1",
+        certs.display(),
+        authfile.display()
+    ));
+    skopeo(format!(
+        "skopeo inspect --cert-dir {} --authfile {} docker://{host}/team/app:v1",
+        certs.display(),
+        authfile.display()
+    ));
 
     // Without credentials the registry refuses, and a client without the CA does not connect.
     let anonymous = with_hosts(

@@ -1,6 +1,6 @@
 //! Registry security as users and clients meet it, against a registry that requires htpasswd
 //! logins: every route refused without credentials and revealing nothing, access rules and
-//! anonymous pull (Dockyard extensions), rate-limited failed logins, htpasswd reloads,
+//! anonymous pull (Dockyard extensions), failed logins limited in cost, connection timeouts and caps, htpasswd reloads,
 //! `dockyard htpasswd`, real clients (podman, skopeo, containerd) logging in, and the OCI
 //! conformance suite with credentials. `DOCKYARD_TEST_TARGET=distribution` runs them against
 //! distribution 2.8.2, which skips the Dockyard extensions with a printed note. TLS is
@@ -27,5 +27,7 @@ mod fixture;
 mod login;
 #[path = "security/routes.rs"]
 mod routes;
+#[path = "security/timeouts.rs"]
+mod timeouts;
 #[path = "security/tls_clients.rs"]
 mod tls_clients;

@@ -52,6 +52,20 @@ impl Htpasswd {
         self.users.get(user).map(String::as_str)
     }
 
+    /// The bcrypt cost most entries use (the higher on a tie); `None` for an empty file.
+    pub fn typical_cost(&self) -> Option<u32> {
+        let mut counts: HashMap<u32, usize> = HashMap::new();
+        for hash in self.users.values() {
+            if let Some(cost) = hash.get(4..6).and_then(|c| c.parse().ok()) {
+                *counts.entry(cost).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .max_by_key(|&(cost, n)| (n, cost))
+            .map(|(cost, _)| cost)
+    }
+
     pub fn len(&self) -> usize {
         self.users.len()
     }
@@ -105,6 +119,8 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert!(h.hash("alice").unwrap().starts_with("$2y$05$"));
         assert!(h.hash("carol").is_none());
+        assert_eq!(h.typical_cost(), Some(5));
+        assert_eq!(Htpasswd::default().typical_cost(), None);
     }
 
     #[test]

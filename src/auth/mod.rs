@@ -1,33 +1,38 @@
 //! Registry authentication and authorization: htpasswd users (bcrypt, reloaded when the
-//! file changes), HTTP Basic credentials verified off the async runtime with a cache that a
-//! password change invalidates, per-client rate limiting of failed logins, and the access
-//! policy (anonymous pull, per-repository rules). The HTTP layer calls [`Authenticator`].
+//! file changes), HTTP Basic credentials checked by a bounded bcrypt pool ([`verifier`]) with
+//! caches of verified and refused passwords that a password change invalidates, and the
+//! access policy (anonymous pull, per-repository rules). The HTTP layer calls
+//! [`Authenticator`].
+//!
+//! Failed logins are limited by their *cost*, never by refusing a right password: a
+//! remembered password gets in without bcrypt, and a new one waits at most for its address's
+//! next bcrypt token. Unknown users are checked against a dummy hash of the file's own cost,
+//! so both refusals take the same time.
 
 mod htpasswd;
-mod limiter;
 mod rules;
+pub mod verifier;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
 pub use htpasswd::{Htpasswd, HtpasswdError};
-pub use limiter::FailureLimiter;
 pub use rules::{AccessRule, Action, Identity, Policy, glob};
+use verifier::{Budget, Outcome, Verifier};
 
-/// Failed logins allowed per client address within [`FAILURE_WINDOW`].
-pub const MAX_FAILURES: usize = 10;
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Verified logins remembered, so a 30-layer pull costs one bcrypt run, not 30.
 const MAX_CACHED_LOGINS: usize = 10_000;
-/// Verified against for unknown users, so their timing matches known users'.
-const DUMMY_HASH: &str = "$2y$10$nLz5MwVs13MZtjZ8MurOvuGFCFLx/wCkZYQ0fB5JxUuuVxSjsD5Ua";
+/// Refused passwords remembered, so a client retrying a stale password costs no bcrypt.
+const MAX_REFUSED: usize = 10_000;
+/// Stands in for the client address when the transport gives none.
+const NO_ADDRESS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthSetupError {
@@ -56,19 +61,39 @@ pub enum AuthError {
     Denied,
 }
 
+/// A password already checked against one htpasswd hash.
 struct CachedLogin {
-    /// The htpasswd hash the password was verified against: a changed hash misses.
+    /// The hash the password was checked against: a changed hash misses.
     hash: String,
     password_digest: [u8; 32],
+}
+
+/// The loaded htpasswd file and the dummy hash unknown users are checked against.
+struct Users {
+    file: Htpasswd,
+    /// A hash of the file's most common cost, so unknown users take as long as known ones.
+    dummy: String,
+}
+
+impl Users {
+    fn new(file: Htpasswd) -> Users {
+        let cost = file.typical_cost().unwrap_or(bcrypt::DEFAULT_COST);
+        let secret = uuid::Uuid::new_v4().to_string();
+        let dummy = bcrypt::hash(secret, cost).unwrap_or_default();
+        Users { file, dummy }
+    }
 }
 
 pub struct Authenticator {
     realm: String,
     path: PathBuf,
-    users: RwLock<Arc<Htpasswd>>,
-    cache: Mutex<HashMap<String, CachedLogin>>,
+    users: RwLock<Arc<Users>>,
+    /// Verified logins by user name.
+    verified: Mutex<HashMap<String, CachedLogin>>,
+    /// Refused (user, password digest) pairs, with the hash they were refused against.
+    refused: Mutex<HashMap<(String, [u8; 32]), String>>,
     cache_key: [u8; 32],
-    limiter: FailureLimiter,
+    verifier: Verifier,
     policy: Policy,
 }
 
@@ -79,8 +104,18 @@ impl Authenticator {
         path: &Path,
         policy: Policy,
     ) -> Result<Authenticator, AuthSetupError> {
+        Authenticator::with_budget(realm, path, policy, Budget::default())
+    }
+
+    /// As [`Authenticator::load`], with a given bcrypt budget per client address.
+    pub fn with_budget(
+        realm: String,
+        path: &Path,
+        policy: Policy,
+        budget: Budget,
+    ) -> Result<Authenticator, AuthSetupError> {
         policy.validate().map_err(AuthSetupError::Invalid)?;
-        let users = read_htpasswd(path)?;
+        let users = Users::new(read_htpasswd(path)?);
         let mut cache_key = [0u8; 32];
         cache_key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
         cache_key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
@@ -88,9 +123,10 @@ impl Authenticator {
             realm,
             path: path.to_owned(),
             users: RwLock::new(Arc::new(users)),
-            cache: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
             cache_key,
-            limiter: FailureLimiter::new(MAX_FAILURES, FAILURE_WINDOW),
+            verifier: Verifier::new(Verifier::default_workers(), budget),
             policy,
         })
     }
@@ -105,8 +141,8 @@ impl Authenticator {
 
     /// Re-reads the htpasswd file; on error the previous users stay in force.
     pub fn reload(&self) -> Result<usize, AuthSetupError> {
-        let users = read_htpasswd(&self.path)?;
-        let count = users.len();
+        let users = Users::new(read_htpasswd(&self.path)?);
+        let count = users.file.len();
         *self.users.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(users);
         Ok(count)
     }
@@ -122,7 +158,9 @@ impl Authenticator {
         };
         loop {
             watcher.changed().await;
-            match self.reload() {
+            let me = self.clone();
+            let reloaded = tokio::task::spawn_blocking(move || me.reload()).await;
+            match reloaded.unwrap_or_else(|e| Err(AuthSetupError::Invalid(e.to_string()))) {
                 Ok(users) => {
                     tracing::info!(path = %self.path.display(), users, "reloaded htpasswd file")
                 }
@@ -133,8 +171,9 @@ impl Authenticator {
         }
     }
 
-    /// Who is calling, from the `Authorization` header. No header is `Anonymous`; bad
-    /// credentials are an error and count towards the client's failure limit.
+    /// Who is calling, from the `Authorization` header. No header is `Anonymous`; wrong
+    /// credentials are `Unauthorized`; `TooManyAttempts` only when the client's address is
+    /// over its bcrypt budget and the password could not be checked in time.
     pub async fn authenticate(
         &self,
         authorization: Option<&[u8]>,
@@ -143,29 +182,21 @@ impl Authenticator {
         let Some(header) = authorization else {
             return Ok(Identity::Anonymous);
         };
+        let Some((user, password)) = parse_basic(header) else {
+            return Err(AuthError::Unauthorized);
+        };
         // skopeo, podman and CRI-O answer a Basic challenge with empty credentials when
         // they have none: that is an anonymous caller, not a failed login.
-        if parse_basic(header)
-            .is_some_and(|(user, password)| user.is_empty() && password.is_empty())
-        {
+        if user.is_empty() && password.is_empty() {
             return Ok(Identity::Anonymous);
         }
-        let now = Instant::now();
-        if let Some(retry_after) = client.and_then(|c| self.limiter.blocked(c, now)) {
-            return Err(AuthError::TooManyAttempts { retry_after });
-        }
-        let verified = match parse_basic(header) {
-            Some((user, password)) => self.verify(&user, &password).await.then_some(user),
-            None => None,
-        };
-        match verified {
-            Some(user) => Ok(Identity::User(user)),
-            None => {
-                if let Some(c) = client {
-                    self.limiter.record_failure(c, now);
-                }
-                Err(AuthError::Unauthorized)
-            }
+        match self
+            .verify(&user, &password, client.unwrap_or(NO_ADDRESS))
+            .await
+        {
+            Outcome::Match => Ok(Identity::User(user)),
+            Outcome::NoMatch => Err(AuthError::Unauthorized),
+            Outcome::Throttled(retry_after) => Err(AuthError::TooManyAttempts { retry_after }),
         }
     }
 
@@ -183,44 +214,67 @@ impl Authenticator {
         }
     }
 
-    async fn verify(&self, user: &str, password: &str) -> bool {
-        let hash = {
+    async fn verify(&self, user: &str, password: &str, client: IpAddr) -> Outcome {
+        let (hash, dummy) = {
             let users = self.users.read().unwrap_or_else(|p| p.into_inner());
-            users.hash(user).map(str::to_owned)
+            (
+                users.file.hash(user).map(str::to_owned),
+                users.dummy.clone(),
+            )
         };
         let digest = self.password_digest(password);
+        let against = hash.clone().unwrap_or(dummy);
         if let Some(hash) = &hash {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(hit) = cache.get(user)
+            let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(hit) = verified.get(user)
                 && hit.hash == *hash
                 && bool::from(hit.password_digest.ct_eq(&digest))
             {
-                return true;
+                return Outcome::Match;
             }
         }
-        let known = hash.is_some();
-        let against = hash.clone().unwrap_or_else(|| DUMMY_HASH.to_owned());
-        let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || {
-            bcrypt::verify(password, &against).unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false)
-            && known;
-        if let (true, Some(hash)) = (ok, hash) {
-            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.len() >= MAX_CACHED_LOGINS {
-                cache.clear();
+        let key = (user.to_owned(), digest);
+        {
+            let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            if refused.get(&key).is_some_and(|h| *h == against) {
+                return Outcome::NoMatch;
             }
-            cache.insert(
-                user.to_owned(),
-                CachedLogin {
+        }
+        let outcome = match self
+            .verifier
+            .verify(client, password.to_owned(), against.clone())
+            .await
+        {
+            Outcome::Match if hash.is_none() => Outcome::NoMatch,
+            other => other,
+        };
+        match (outcome, hash) {
+            (Outcome::Match, Some(hash)) => {
+                let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+                if verified.len() >= MAX_CACHED_LOGINS {
+                    verified.clear();
+                }
+                let login = CachedLogin {
                     hash,
                     password_digest: digest,
-                },
-            );
+                };
+                verified.insert(user.to_owned(), login);
+            }
+            (Outcome::NoMatch, _) => {
+                let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+                if refused.len() >= MAX_REFUSED {
+                    refused.clear();
+                }
+                refused.insert(key, against);
+            }
+            _ => {}
         }
-        ok
+        outcome
+    }
+
+    /// bcrypt runs so far (for tests and diagnostics).
+    pub fn bcrypt_runs(&self) -> u64 {
+        self.verifier.runs()
     }
 
     fn password_digest(&self, password: &str) -> [u8; 32] {

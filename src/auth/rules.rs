@@ -35,6 +35,8 @@ pub struct Policy {
     pub anonymous_pull: Vec<String>,
     /// `None`: every authenticated user may do everything (registry:2's htpasswd behaviour).
     pub rules: Option<Vec<AccessRule>>,
+    /// Users who may only pull, whatever the rules grant (the operator's pull-Secret user).
+    pub pull_only: Vec<String>,
 }
 
 impl Policy {
@@ -74,6 +76,9 @@ impl Policy {
             action == Action::Pull && self.anonymous_pull.iter().any(|p| glob(p, repository));
         match who {
             Identity::Anonymous => anonymous,
+            Identity::User(name) if action != Action::Pull && self.pull_only.contains(name) => {
+                false
+            }
             Identity::User(name) => match &self.rules {
                 None => true,
                 Some(rules) => {
@@ -165,6 +170,7 @@ mod tests {
                     actions: vec![Action::Push, Action::Delete],
                 },
             ]),
+            pull_only: vec![],
         };
         assert!(p.validate().is_ok());
         assert!(p.allows(&Identity::Anonymous, Action::Pull, "public/img"));
@@ -182,9 +188,30 @@ mod tests {
                 repositories: vec!["apps/**".into()],
                 actions: vec![Action::Push],
             }]),
+            pull_only: vec![],
         };
         assert!(narrow.allows(&user("ci"), Action::Pull, "public/img"));
         assert!(!narrow.allows(&user("ci"), Action::Push, "public/img"));
+    }
+
+    #[test]
+    fn pull_only_users_never_push_or_delete_whatever_the_rules_say() {
+        let everything = AccessRule {
+            users: vec!["*".into()],
+            repositories: vec!["**".into()],
+            actions: vec![Action::Pull, Action::Push, Action::Delete],
+        };
+        for rules in [None, Some(vec![everything])] {
+            let p = Policy {
+                anonymous_pull: vec![],
+                rules,
+                pull_only: vec!["puller".into()],
+            };
+            assert!(p.allows(&user("puller"), Action::Pull, "a/b"));
+            assert!(!p.allows(&user("puller"), Action::Push, "a/b"));
+            assert!(!p.allows(&user("puller"), Action::Delete, "a/b"));
+            assert!(p.allows(&user("admin"), Action::Delete, "a/b"));
+        }
     }
 
     #[test]
@@ -192,11 +219,13 @@ mod tests {
         let p = Policy {
             anonymous_pull: vec!["Public/*".into()],
             rules: None,
+            pull_only: vec![],
         };
         assert!(p.validate().unwrap_err().contains("lowercase"));
         let p = Policy {
             anonymous_pull: vec!["a//b".into()],
             rules: None,
+            pull_only: vec![],
         };
         assert!(p.validate().is_err());
         let p = Policy {
@@ -206,6 +235,7 @@ mod tests {
                 repositories: vec!["**".into()],
                 actions: vec![Action::Pull],
             }]),
+            pull_only: vec![],
         };
         assert!(p.validate().unwrap_err().contains("users"));
     }

@@ -298,3 +298,37 @@ fn client_cas_from_the_environment() {
         .config;
     assert_eq!(c.http.tls.unwrap().clientcas, [PathBuf::from("/c.pem")]);
 }
+
+#[test]
+fn connection_limits_from_file_and_env() {
+    let defaults = Config::parse("", env(&[])).unwrap().config;
+    let limits = defaults.connection_limits().unwrap();
+    assert_eq!(limits, crate::server::Limits::default());
+    assert_eq!(limits.timeouts.header, Duration::from_secs(30));
+    let loaded = Config::parse(
+        "http:\n  maxconnections: 500\n  timeouts:\n    readheader: 10s\n",
+        env(&[("REGISTRY_HTTP_TIMEOUTS_IDLE", "90s")]),
+    )
+    .unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let limits = loaded.config.connection_limits().unwrap();
+    assert_eq!(limits.max_connections, 500);
+    assert_eq!(limits.timeouts.header, Duration::from_secs(10));
+    assert_eq!(limits.timeouts.idle, Duration::from_secs(90));
+    let env_cap = Config::parse("", env(&[("REGISTRY_HTTP_MAXCONNECTIONS", "64")])).unwrap();
+    assert_eq!(
+        env_cap.config.connection_limits().unwrap().max_connections,
+        64
+    );
+    for bad in [
+        "http:\n  maxconnections: 0\n",
+        "http:\n  timeouts:\n    idle: soon\n",
+        "http:\n  timeouts:\n    readheader: 0s\n",
+    ] {
+        let e = Config::parse(bad, env(&[]))
+            .unwrap()
+            .config
+            .connection_limits();
+        assert!(e.is_err(), "{bad}");
+    }
+}

@@ -9,11 +9,11 @@ use bytes::Bytes;
 
 use crate::oci::Digest;
 
-/// A manifest's bytes with the media type read from them.
+/// A manifest's bytes with the `mediaType` field they declare, if any.
 #[derive(Clone)]
 pub struct CachedManifest {
     pub bytes: Bytes,
-    pub media_type: String,
+    pub media_type: Option<String>,
 }
 
 struct Inner {
@@ -83,7 +83,7 @@ mod tests {
             Digest::of(Algorithm::Sha256, &bytes),
             CachedManifest {
                 bytes,
-                media_type: "t".into(),
+                media_type: Some("t".into()),
             },
         )
     }

@@ -3,6 +3,7 @@
 //! distribution's layout, and indexed by subject for the referrers API.
 
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 
 use super::cache::CachedManifest;
 use super::{Content, ContentError, Result};
@@ -23,14 +24,21 @@ pub struct Manifest {
 pub struct PutManifest {
     pub digest: Digest,
     pub subject: Option<Digest>,
+    /// Every tag that now points at the manifest.
+    pub tags: Vec<Tag>,
 }
 
+/// Tag links checked at once when listing tags.
+const TAG_CHECKS: usize = 32;
+
 impl Content {
-    /// Stores a manifest under `reference` (a tag, or the digest it must have).
+    /// Stores a manifest under `reference` (a tag, or the digest it must have) and under
+    /// `extra_tags` (the OCI `?tag=` parameters).
     pub async fn put_manifest(
         &self,
         name: &RepoName,
         reference: &Reference,
+        extra_tags: &[Tag],
         bytes: Bytes,
         content_type: Option<&str>,
     ) -> Result<PutManifest> {
@@ -57,10 +65,22 @@ impl Content {
         };
         let parsed = manifest::parse(&bytes, content_type)?;
         self.check_references(name, &parsed).await?;
+        // A manifest without a mediaType field (a Docker schema 2 pushed under its
+        // Content-Type, say) is served back with the type it was pushed as.
+        let implied = manifest::detect_media_type(&bytes);
+        let needs_type = implied.as_deref() != Some(parsed.media_type.as_str());
 
         if !self.blob_stored(&digest).await? {
             self.driver
                 .put_content(&layout::blob_data(&digest), bytes)
+                .await?;
+        }
+        if needs_type {
+            self.driver
+                .put_content(
+                    &layout::manifest_media_type(name, &digest),
+                    Bytes::from(parsed.media_type.clone()),
+                )
                 .await?;
         }
         self.write_link(&layout::revision_link(name, &digest), &digest)
@@ -72,16 +92,32 @@ impl Content {
             )
             .await?;
         }
-        if let Reference::Tag(tag) = reference {
-            self.write_link(&layout::tag_index_link(name, tag, &digest), &digest)
-                .await?;
-            self.write_link(&layout::tag_current_link(name, tag), &digest)
-                .await?;
+        let mut tags: Vec<Tag> = match reference {
+            Reference::Tag(tag) => vec![tag.clone()],
+            Reference::Digest(_) => Vec::new(),
+        };
+        for tag in extra_tags {
+            if !tags.contains(tag) {
+                tags.push(tag.clone());
+            }
+        }
+        for tag in &tags {
+            self.write_tag(name, tag, &digest).await?;
         }
         Ok(PutManifest {
             digest,
             subject: parsed.subject.map(|s| s.digest),
+            tags,
         })
+    }
+
+    /// Points `tag` at `digest`. The current link is written first, so a crash leaves the
+    /// tag at its old manifest or its new one; the index link (history) follows.
+    async fn write_tag(&self, name: &RepoName, tag: &Tag, digest: &Digest) -> Result<()> {
+        self.write_link(&layout::tag_current_link(name, tag), digest)
+            .await?;
+        self.write_link(&layout::tag_index_link(name, tag, digest), digest)
+            .await
     }
 
     async fn check_references(&self, name: &RepoName, parsed: &ParsedManifest) -> Result<()> {
@@ -122,9 +158,13 @@ impl Content {
     pub async fn get_manifest(&self, name: &RepoName, reference: &Reference) -> Result<Manifest> {
         let digest = self.resolve(name, reference).await?;
         if let Some(hit) = self.manifests.get(&digest) {
+            let media_type = match hit.media_type {
+                Some(declared) => declared,
+                None => self.implied_media_type(name, &digest, &hit.bytes).await?,
+            };
             return Ok(Manifest {
                 digest,
-                media_type: hit.media_type,
+                media_type,
                 bytes: hit.bytes,
             });
         }
@@ -135,18 +175,45 @@ impl Content {
             }
             Err(e) => return Err(e.into()),
         };
-        let media_type =
-            manifest::detect_media_type(&bytes).unwrap_or_else(|| OCI_MANIFEST.to_owned());
+        let media_type = manifest::declared_media_type(&bytes);
         let cached = CachedManifest {
             bytes: bytes.clone(),
             media_type: media_type.clone(),
         };
         self.manifests.insert(digest.clone(), cached);
+        let media_type = match media_type {
+            Some(declared) => declared,
+            None => self.implied_media_type(name, &digest, &bytes).await?,
+        };
         Ok(Manifest {
             digest,
             media_type,
             bytes,
         })
+    }
+
+    /// The type of a manifest without a mediaType field: as it was pushed, else what its
+    /// fields imply.
+    async fn implied_media_type(
+        &self,
+        name: &RepoName,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<String> {
+        let recorded = match self
+            .driver
+            .get_content(&layout::manifest_media_type(name, digest))
+            .await
+        {
+            Ok(b) => String::from_utf8(b.to_vec()).ok(),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(recorded
+            .filter(|t| manifest::is_manifest_type(t.trim()))
+            .map(|t| t.trim().to_owned())
+            .or_else(|| manifest::detect_media_type(bytes))
+            .unwrap_or_else(|| OCI_MANIFEST.to_owned()))
     }
 
     /// Deletes a manifest by digest (with every tag pointing at it), or just a tag.
@@ -190,18 +257,29 @@ impl Content {
     }
 
     /// All tags of a repository, sorted; `NameUnknown` if the repository does not exist.
+    /// A tag directory without a current link (left by a crash or a partial copy) names no
+    /// manifest and is not listed.
     pub async fn tags(&self, name: &RepoName) -> Result<Vec<Tag>> {
         let known = self.exists(&layout::manifests_dir(name)).await?
             || self.exists(&layout::layers_dir(name)).await?;
         if !known {
             return Err(ContentError::NameUnknown(name.clone()));
         }
-        let mut tags: Vec<Tag> = self
+        let candidates: Vec<Tag> = self
             .list_or_empty(&layout::tags_dir(name))
             .await?
             .into_iter()
             .filter_map(|t| t.parse().ok())
             .collect();
+        let checks = candidates.into_iter().map(|tag| async move {
+            let current = self.exists(&layout::tag_current_link(name, &tag)).await?;
+            Ok::<_, ContentError>(current.then_some(tag))
+        });
+        let mut tags: Vec<Tag> = futures::stream::iter(checks)
+            .buffer_unordered(TAG_CHECKS)
+            .try_filter_map(|t| async move { Ok(t) })
+            .try_collect()
+            .await?;
         tags.sort();
         Ok(tags)
     }

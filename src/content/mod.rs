@@ -21,7 +21,7 @@ use crate::storage::{Driver, StorageError};
 
 pub use blobs::{BlobRange, BlobReader};
 pub use manifests::{Manifest, PutManifest};
-pub use uploads::UploadSessions;
+pub use uploads::{ChunkRange, UploadSessions};
 
 /// Errors of the content layer; `registry::error` maps them to OCI codes.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,14 @@ pub enum ContentError {
     ManifestBlobUnknown(Digest),
     #[error("chunk starts at {given}, but the upload is at {expected}: upload chunks in order")]
     ChunkOutOfOrder { given: u64, expected: u64 },
+    #[error(
+        "chunk body length does not match its Content-Range: {declared} bytes declared, {received} received; the upload stays at {offset} bytes"
+    )]
+    ChunkLength {
+        declared: u64,
+        received: u64,
+        offset: u64,
+    },
     #[error("request body ended early: {0}")]
     Body(io::Error),
     #[error("deleting is disabled on this registry (storage.delete.enabled)")]
@@ -173,11 +181,13 @@ pub trait BodyStream: futures::Stream<Item = io::Result<Bytes>> + Send + Unpin {
 impl<T: futures::Stream<Item = io::Result<Bytes>> + Send + Unpin> BodyStream for T {}
 
 /// Applies `n`/`last` pagination to a sorted list: entries after `last`, at most `n`.
-/// Returns the page and whether more entries follow.
+/// Returns the page and whether more entries follow. `n=0` is an empty page with no next
+/// one, so a client that follows `Link` headers always stops.
 pub fn paginate(sorted: Vec<String>, n: Option<usize>, last: Option<&str>) -> (Vec<String>, bool) {
     let start = last.map_or(0, |l| sorted.partition_point(|x| x.as_str() <= l));
     let rest = &sorted[start..];
     match n {
+        Some(0) => (Vec::new(), false),
         Some(n) if n < rest.len() => (rest[..n].to_vec(), true),
         _ => (rest.to_vec(), false),
     }

@@ -23,6 +23,13 @@ struct HashState {
 
 type SessionSlot = Arc<tokio::sync::Mutex<Option<HashState>>>;
 
+/// Where a chunk goes, from its `Content-Range`: the offset of its first byte and its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRange {
+    pub start: u64,
+    pub len: u64,
+}
+
 /// In-memory per-session state; one lock per session serialises its requests.
 #[derive(Default)]
 pub struct UploadSessions {
@@ -67,20 +74,21 @@ impl Content {
         }
     }
 
-    /// Appends a chunk. `start` (from `Content-Range`) must equal the current offset.
-    /// Returns the new offset. Bytes received before a broken body are kept, so the
-    /// client can ask for the offset and resume.
+    /// Appends a chunk. Its `Content-Range`, if given, must start at the current offset and
+    /// match the body's length; a body of another length is refused with nothing kept.
+    /// Returns the new offset. Bytes received before a broken body are kept, so the client
+    /// can ask for the offset and resume.
     pub async fn append_upload(
         &self,
         name: &RepoName,
         id: &str,
-        start: Option<u64>,
+        range: Option<ChunkRange>,
         body: impl BodyStream,
     ) -> Result<u64> {
         self.require_writable()?;
         let slot = self.uploads.slot(id);
         let mut state = slot.lock().await;
-        self.append_locked(&mut state, name, id, start, body).await
+        self.append_locked(&mut state, name, id, range, body).await
     }
 
     async fn append_locked(
@@ -88,15 +96,15 @@ impl Content {
         state: &mut Option<HashState>,
         name: &RepoName,
         id: &str,
-        start: Option<u64>,
+        range: Option<ChunkRange>,
         body: impl BodyStream,
     ) -> Result<u64> {
         let offset = self.upload_offset(name, id).await?;
-        if let Some(given) = start
-            && given != offset
+        if let Some(range) = range
+            && range.start != offset
         {
             return Err(ContentError::ChunkOutOfOrder {
-                given,
+                given: range.start,
                 expected: offset,
             });
         }
@@ -104,29 +112,46 @@ impl Content {
             Some(s) if s.offset == offset => s,
             _ => self.rehash(name, id, Algorithm::Sha256).await?,
         };
-        let (hash, result) = self.write_chunk(name, id, hash, body).await;
+        let limit = range.map(|r| r.len);
+        let (hash, result) = self.write_chunk(name, id, hash, limit, body).await;
         *state = hash;
         result
     }
 
+    /// Writes a chunk; with a `declared` length, a body that turns out longer or shorter is
+    /// discarded and the session keeps its previous size and hash.
     async fn write_chunk(
         &self,
         name: &RepoName,
         id: &str,
         mut hash: HashState,
+        declared: Option<u64>,
         mut body: impl BodyStream,
     ) -> (Option<HashState>, Result<u64>) {
+        let before = declared.map(|_| hash.clone());
         let mut writer = match self.driver.writer(&layout::upload_data(name, id)).await {
             Ok(w) => w,
             Err(e) => return (None, Err(e.into())),
         };
         let mut failure = None;
+        let mut received = 0u64;
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(bytes) => {
+                    received += bytes.len() as u64;
+                    if let (Some(declared), Some(before)) = (declared, &before)
+                        && received > declared
+                    {
+                        return discard_chunk(writer, before.clone(), declared, received).await;
+                    }
                     hash.hasher.update(&bytes);
                     hash.offset += bytes.len() as u64;
                     if let Err(e) = writer.write(bytes).await {
+                        // A full disk (or any write error) keeps none of this chunk, so the
+                        // space is given back; the next request re-reads the hash from disk.
+                        if let Err(cancel) = writer.cancel().await {
+                            tracing::warn!(upload = %id, error = %cancel, "cannot discard a failed chunk");
+                        }
                         return (None, Err(e.into()));
                     }
                 }
@@ -135,6 +160,11 @@ impl Content {
                     break;
                 }
             }
+        }
+        if let (None, Some(declared), Some(before)) = (&failure, declared, before)
+            && received != declared
+        {
+            return discard_chunk(writer, before, declared, received).await;
         }
         // Persist what was received even when the body broke, so the offset is resumable.
         if let Err(e) = writer.commit().await {
@@ -167,7 +197,25 @@ impl Content {
         Ok(HashState { hasher, offset })
     }
 
-    /// Appends the final chunk (at `start`, if given), verifies `digest` and moves the blob
+    /// Stores a whole blob in one request (`POST ?digest=`). The client never learns the
+    /// session's id, so on any failure the session is removed at once.
+    pub async fn put_blob(
+        &self,
+        name: &RepoName,
+        digest: &Digest,
+        body: impl BodyStream,
+    ) -> Result<()> {
+        let id = self.start_upload(name).await?;
+        let result = self.complete_upload(name, &id, digest, None, body).await;
+        if result.is_err()
+            && let Err(e) = self.discard_upload(name, &id).await
+        {
+            tracing::warn!(upload = %id, error = %e, "cannot remove a failed upload");
+        }
+        result
+    }
+
+    /// Appends the final chunk (at `range`, if given), verifies `digest` and moves the blob
     /// into place.
     /// On a digest mismatch the session is discarded and nothing is stored.
     pub async fn complete_upload(
@@ -175,14 +223,14 @@ impl Content {
         name: &RepoName,
         id: &str,
         digest: &Digest,
-        start: Option<u64>,
+        range: Option<ChunkRange>,
         body: impl BodyStream,
     ) -> Result<()> {
         self.require_writable()?;
         let slot = self.uploads.slot(id);
         let mut state = slot.lock().await;
         let offset = self
-            .append_locked(&mut state, name, id, start, body)
+            .append_locked(&mut state, name, id, range, body)
             .await?;
         let hash = match state.take() {
             Some(s) if s.offset == offset && s.hasher.algorithm() == digest.algorithm() => s,
@@ -213,6 +261,27 @@ impl Content {
     pub(crate) async fn discard_upload(&self, name: &RepoName, id: &str) -> Result<()> {
         self.uploads.forget(id);
         self.remove(&layout::upload_dir(name, id)).await
+    }
+}
+
+/// Drops a chunk whose body did not match its `Content-Range`: the session keeps `before`.
+async fn discard_chunk(
+    writer: Box<dyn crate::storage::FileWriter>,
+    before: HashState,
+    declared: u64,
+    received: u64,
+) -> (Option<HashState>, Result<u64>) {
+    let offset = before.offset;
+    match writer.cancel().await {
+        Ok(()) => (
+            Some(before),
+            Err(ContentError::ChunkLength {
+                declared,
+                received,
+                offset,
+            }),
+        ),
+        Err(e) => (None, Err(e.into())),
     }
 }
 

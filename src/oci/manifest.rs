@@ -82,8 +82,13 @@ struct Probe {
     config: Option<serde::de::IgnoredAny>,
 }
 
-/// The media type of a stored manifest, read from its own content: the `mediaType`
-/// field, else the OCI type its fields imply. Used when serving it back.
+/// The `mediaType` field of a manifest, if it has one.
+pub fn declared_media_type(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Probe>(bytes).ok()?.media_type
+}
+
+/// The media type of a manifest read from its own content: the `mediaType` field, else
+/// the OCI type its fields imply.
 pub fn detect_media_type(bytes: &[u8]) -> Option<String> {
     let probe: Probe = serde_json::from_slice(bytes).ok()?;
     if let Some(mt) = probe.media_type {

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::content::ContentError;
 use crate::oci::{NameError, RouteError};
+use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -63,6 +64,8 @@ pub const DENIED: Code = code("DENIED", StatusCode::FORBIDDEN);
 pub const TOOMANYREQUESTS: Code = code("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS);
 pub const NOT_FOUND: Code = code("NOT_FOUND", StatusCode::NOT_FOUND);
 pub const UNKNOWN: Code = code("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR);
+/// The spec has no code for it; the status and message say what happened.
+pub const STORAGE_FULL: Code = code("UNKNOWN", StatusCode::INSUFFICIENT_STORAGE);
 
 impl ApiError {
     /// The OCI code and HTTP status for this error.
@@ -80,11 +83,12 @@ impl ApiError {
                     code("MANIFEST_INVALID", StatusCode::PAYLOAD_TOO_LARGE)
                 }
                 C::ManifestBlobUnknown(_) => MANIFEST_BLOB_UNKNOWN,
-                C::ChunkOutOfOrder { .. } => {
+                C::ChunkOutOfOrder { .. } | C::ChunkLength { .. } => {
                     code("BLOB_UPLOAD_INVALID", StatusCode::RANGE_NOT_SATISFIABLE)
                 }
                 C::Body(_) => BLOB_UPLOAD_INVALID,
                 C::DeleteDisabled | C::ReadOnly => UNSUPPORTED,
+                C::Storage(StorageError::Full { .. }) => STORAGE_FULL,
                 C::Storage(_) => UNKNOWN,
             },
             ApiError::Route(e) => match e {
@@ -111,6 +115,9 @@ impl ApiError {
     /// The message clients see. Internal details stay in the server log.
     fn message(&self) -> String {
         match self {
+            ApiError::Content(ContentError::Storage(StorageError::Full { .. })) => {
+                "the registry's storage is full: nothing was stored; free space or grow the volume, then retry".to_owned()
+            }
             ApiError::Content(ContentError::Storage(_)) => "internal storage error".to_owned(),
             other => other.to_string(),
         }
@@ -132,8 +139,13 @@ impl IntoResponse for ApiError {
         {
             resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
-        if let ApiError::Content(ContentError::ChunkOutOfOrder { expected, .. }) = &self
-            && let Ok(v) = HeaderValue::from_str(&format!("0-{}", expected.saturating_sub(1)))
+        if let ApiError::Content(
+            ContentError::ChunkOutOfOrder {
+                expected: offset, ..
+            }
+            | ContentError::ChunkLength { offset, .. },
+        ) = &self
+            && let Ok(v) = HeaderValue::from_str(&format!("0-{}", offset.saturating_sub(1)))
         {
             resp.headers_mut().insert(header::RANGE, v);
         }
@@ -168,6 +180,21 @@ mod tests {
         )));
         assert_eq!(e.code(), UNKNOWN);
         assert!(!e.message().contains("/secret"));
+        let full = ApiError::Content(ContentError::Storage(StorageError::io(
+            "/secret/path",
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        )));
+        assert_eq!(full.code().status, StatusCode::INSUFFICIENT_STORAGE);
+        assert!(
+            full.message().contains("storage is full"),
+            "{}",
+            full.message()
+        );
+        assert!(!full.message().contains("/secret"));
+        assert!(
+            full.to_string().contains("/secret/path"),
+            "the log names the path"
+        );
     }
 
     #[test]

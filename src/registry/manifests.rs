@@ -6,10 +6,10 @@ use axum::response::IntoResponse;
 use bytes::BytesMut;
 use futures::StreamExt;
 
-use super::http::{self, CONTENT_DIGEST, OCI_SUBJECT, value};
-use super::{ApiError, ApiResult, AppState, Head};
+use super::http::{self, CONTENT_DIGEST, OCI_SUBJECT, OCI_TAG, value};
+use super::{ApiError, ApiResult, AppState, Head, query};
 use crate::content::ContentError;
-use crate::oci::{Reference, RepoName};
+use crate::oci::{Reference, RepoName, RouteError, Tag};
 
 pub async fn get(
     state: &AppState,
@@ -38,6 +38,13 @@ pub async fn put(
     req: &Head,
     body: Body,
 ) -> ApiResult {
+    // OCI `?tag=a&tag=b`: store under those tags as well; all are checked before any write.
+    let extra_tags = query(req)
+        .into_iter()
+        .filter(|(k, _)| k == "tag")
+        .map(|(_, v)| v.parse::<Tag>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::Route(RouteError::Reference(e)))?;
     let limit = state.content.options.max_manifest_size;
     let too_large = |size| ApiError::Content(ContentError::ManifestTooLarge { size, limit });
     let declared = req
@@ -66,7 +73,13 @@ pub async fn put(
     }
     let stored = state
         .content
-        .put_manifest(name, reference, buf.freeze(), content_type.as_deref())
+        .put_manifest(
+            name,
+            reference,
+            &extra_tags,
+            buf.freeze(),
+            content_type.as_deref(),
+        )
         .await?;
     let location = format!("{base}/v2/{name}/manifests/{}", stored.digest);
     let mut resp = (
@@ -80,6 +93,11 @@ pub async fn put(
     if let Some(subject) = stored.subject {
         resp.headers_mut()
             .insert(OCI_SUBJECT, value(subject.to_string()));
+    }
+    if !extra_tags.is_empty() {
+        for tag in &stored.tags {
+            resp.headers_mut().append(OCI_TAG, value(tag.as_str()));
+        }
     }
     Ok(resp)
 }

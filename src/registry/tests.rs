@@ -3,6 +3,8 @@
 
 #[path = "tests/auth.rs"]
 mod auth;
+#[path = "tests/hardening.rs"]
+mod hardening;
 #[path = "tests/listing.rs"]
 mod listing;
 #[path = "tests/support.rs"]

@@ -9,6 +9,7 @@ use super::error::ApiError;
 use super::http::{self, CONTENT_DIGEST, UPLOAD_UUID, value};
 use super::{ApiResult, AppState, Head, body_stream, param, query};
 use crate::auth::Action;
+use crate::content::ChunkRange;
 use crate::oci::{Digest, RepoName};
 
 pub async fn start(
@@ -35,25 +36,22 @@ pub async fn start(
             }
         }
     }
-    let digest = param(&params, "digest").map(parse_digest).transpose()?;
-    let id = state.content.start_upload(name).await?;
-    match digest {
-        Some(digest) => {
-            state
-                .content
-                .complete_upload(name, &id, &digest, None, body_stream(body))
-                .await?;
-            Ok(created(state, req.headers(), name, &digest))
-        }
-        None => Ok(accepted(
-            state,
-            req.headers(),
-            name,
-            &id,
-            0,
-            StatusCode::ACCEPTED,
-        )),
+    if let Some(digest) = param(&params, "digest").map(parse_digest).transpose()? {
+        state
+            .content
+            .put_blob(name, &digest, body_stream(body))
+            .await?;
+        return Ok(created(state, req.headers(), name, &digest));
     }
+    let id = state.content.start_upload(name).await?;
+    Ok(accepted(
+        state,
+        req.headers(),
+        name,
+        &id,
+        0,
+        StatusCode::ACCEPTED,
+    ))
 }
 
 pub async fn status(state: &AppState, name: &RepoName, id: &str, req: &Head) -> ApiResult {
@@ -75,10 +73,10 @@ pub async fn patch(
     req: &Head,
     body: axum::body::Body,
 ) -> ApiResult {
-    let start = chunk_start(req.headers())?;
+    let range = chunk_range(req.headers())?;
     let offset = state
         .content
-        .append_upload(name, id, start, body_stream(body))
+        .append_upload(name, id, range, body_stream(body))
         .await?;
     Ok(accepted(
         state,
@@ -104,10 +102,10 @@ pub async fn put(
         )
     })?)?;
     // A final chunk may carry a Content-Range; it must continue where the upload is.
-    let start = chunk_start(req.headers())?;
+    let range = chunk_range(req.headers())?;
     state
         .content
-        .complete_upload(name, id, &digest, start, body_stream(body))
+        .complete_upload(name, id, &digest, range, body_stream(body))
         .await?;
     Ok(created(state, req.headers(), name, &digest))
 }
@@ -122,8 +120,9 @@ fn parse_digest(s: &str) -> Result<Digest, ApiError> {
         .map_err(|e: crate::oci::DigestError| ApiError::DigestInvalid(e.to_string()))
 }
 
-/// The chunk's start offset from `Content-Range`, checked against `Content-Length`.
-fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+/// The chunk's place from `Content-Range`, checked against `Content-Length`; the content
+/// layer checks it against the body.
+fn chunk_range(headers: &HeaderMap) -> Result<Option<ChunkRange>, ApiError> {
     let Some(range) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
@@ -142,7 +141,7 @@ fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
             "Content-Length {declared} does not match Content-Range {range:?} ({len} bytes)"
         )));
     }
-    Ok(Some(start))
+    Ok(Some(ChunkRange { start, len }))
 }
 
 /// 201 for a blob now in the repository.

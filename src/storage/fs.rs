@@ -1,6 +1,8 @@
 //! Filesystem driver: keys map to files under a root directory, exactly as
-//! distribution's filesystem driver lays them out. Writes are temp file + fsync +
-//! rename; large reads and writes run on blocking threads in big chunks.
+//! distribution's filesystem driver lays them out. Small objects are written to a temp file
+//! in `<root>/.dockyard-tmp` (outside distribution's tree), fsynced and renamed into place, so
+//! a crash leaves temp files only there, where [`FsDriver::remove_stale_temp_files`] finds
+//! them. Large reads and writes run on blocking threads in big chunks.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -17,6 +19,8 @@ use super::{ByteStream, Driver, FileInfo, FileWriter, Result, StorageError, chec
 const READ_CHUNK: usize = 512 << 10;
 /// Bytes gathered before one write to disk is issued.
 const WRITE_BATCH: usize = 1 << 20;
+/// Where atomic writes stage their content, under the root.
+const TEMP_DIR: &str = ".dockyard-tmp";
 
 #[derive(Debug, Clone)]
 pub struct FsDriver {
@@ -36,6 +40,28 @@ impl FsDriver {
         check_path(path)?;
         Ok(self.root.join(path.trim_start_matches('/')))
     }
+
+    /// Removes temp files older than `age` that crashed writes left behind (younger ones may
+    /// belong to a write in progress, here or in another process sharing the root).
+    /// Returns how many were removed.
+    pub fn remove_stale_temp_files(&self, age: std::time::Duration) -> io::Result<usize> {
+        let entries = match fs::read_dir(self.root.join(TEMP_DIR)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for entry in entries.filter_map(|e| e.ok()) {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|e| e >= age));
+            if stale && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -54,18 +80,29 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-fn write_atomic(target: &Path, content: &[u8]) -> io::Result<()> {
+/// Writes `content` to a temp file in `staging`, fsyncs it and renames it over `target`.
+/// When `staging` is on another filesystem than `target` (a volume mounted below the
+/// root), the temp file goes beside `target` instead.
+fn write_atomic(staging: &Path, target: &Path, content: &[u8]) -> io::Result<()> {
     let parent = target
         .parent()
         .ok_or_else(|| io::Error::other("path has no parent"))?;
     fs::create_dir_all(parent)?;
-    let tmp = parent.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+    fs::create_dir_all(staging)?;
+    match write_via(staging, target, content) {
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => write_via(parent, target, content),
+        other => other,
+    }?;
+    sync_dir(parent)
+}
+
+fn write_via(dir: &Path, target: &Path, content: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(content)?;
         f.sync_data()?;
-        fs::rename(&tmp, target)?;
-        sync_dir(parent)
+        fs::rename(&tmp, target)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -89,7 +126,8 @@ impl Driver for FsDriver {
 
     async fn put_content(&self, path: &str, content: Bytes) -> Result<()> {
         let full = self.full(path)?;
-        blocking(path, move || write_atomic(&full, &content)).await
+        let staging = self.root.join(TEMP_DIR);
+        blocking(path, move || write_atomic(&staging, &full, &content)).await
     }
 
     async fn reader(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream> {
@@ -139,10 +177,12 @@ impl Driver for FsDriver {
         .await?;
         let p = path.to_owned();
         Ok(Box::new(FsWriter {
+            full_path: self.full(path)?,
             path: p,
             file: Some(file),
             batch: Vec::new(),
             batch_len: 0,
+            opened_size: size,
             size,
             pending: None,
         }))
@@ -208,21 +248,26 @@ fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> 
 /// the next one is gathered, so hashing (done by the caller) and disk writes overlap.
 struct FsWriter {
     path: String,
+    full_path: PathBuf,
     file: Option<File>,
     batch: Vec<Bytes>,
     batch_len: usize,
+    /// The file's size when the writer was opened, restored by `cancel`.
+    opened_size: u64,
     size: u64,
-    pending: Option<JoinHandle<io::Result<File>>>,
+    /// The batch being written; the file comes back even when the write failed, so that
+    /// `cancel` can still truncate it.
+    pending: Option<JoinHandle<(File, io::Result<()>)>>,
 }
 
 impl FsWriter {
     async fn wait_pending(&mut self) -> Result<()> {
         if let Some(handle) = self.pending.take() {
-            let file = handle
+            let (file, written) = handle
                 .await
-                .map_err(|e| StorageError::io(&self.path, io::Error::other(e)))?
-                .map_err(|e| StorageError::io(&self.path, e))?;
+                .map_err(|e| StorageError::io(&self.path, io::Error::other(e)))?;
             self.file = Some(file);
+            written.map_err(|e| StorageError::io(&self.path, e))?;
         }
         Ok(())
     }
@@ -239,10 +284,8 @@ impl FsWriter {
         let batch = std::mem::take(&mut self.batch);
         self.batch_len = 0;
         self.pending = Some(tokio::task::spawn_blocking(move || {
-            for chunk in &batch {
-                file.write_all(chunk)?;
-            }
-            Ok(file)
+            let written = batch.iter().try_for_each(|chunk| file.write_all(chunk));
+            (file, written)
         }));
         Ok(())
     }
@@ -265,12 +308,49 @@ impl FileWriter for FsWriter {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        self.flush_batch().await?;
-        self.wait_pending().await?;
+        let flushed = match self.flush_batch().await {
+            Ok(()) => self.wait_pending().await,
+            Err(e) => Err(e),
+        };
         let file = self
             .file
             .take()
             .ok_or_else(|| StorageError::io(&self.path, io::Error::other("writer closed")))?;
-        blocking(&self.path, move || file.sync_data()).await
+        let size = self.opened_size;
+        let synced = match flushed {
+            Ok(()) => blocking(&self.path, move || file.sync_data().map(|()| file)).await,
+            Err(e) => {
+                // Nothing of a failed commit is kept (a full disk gets its space back).
+                let _ = blocking(&self.path, move || file.set_len(size)).await;
+                return Err(e);
+            }
+        };
+        match synced {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let path = self.full_path.clone();
+                let _ = blocking(&self.path, move || {
+                    OpenOptions::new().write(true).open(path)?.set_len(size)
+                })
+                .await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn cancel(mut self: Box<Self>) -> Result<()> {
+        self.batch.clear();
+        // A failed batch is what is being cancelled: its error does not matter here.
+        let _ = self.wait_pending().await;
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| StorageError::io(&self.path, io::Error::other("writer closed")))?;
+        let size = self.opened_size;
+        blocking(&self.path, move || {
+            file.set_len(size)?;
+            file.sync_data()
+        })
+        .await
     }
 }

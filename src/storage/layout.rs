@@ -8,6 +8,7 @@
 //! └── repositories/<name>/
 //!     ├── _layers/<alg>/<hex>/link                          blob is linked into the repository
 //!     ├── _manifests/revisions/<alg>/<hex>/link             manifest is in the repository
+//!     ├── _manifests/revisions/<alg>/<hex>/mediatype        Dockyard: type pushed as, if not in the bytes
 //!     ├── _manifests/tags/<tag>/current/link                tag points at a manifest
 //!     ├── _manifests/tags/<tag>/index/<alg>/<hex>/link      every manifest the tag has pointed at
 //!     ├── _uploads/<id>/data, startedat                     upload session in progress
@@ -66,6 +67,17 @@ pub fn layer_link(name: &RepoName, d: &Digest) -> String {
 pub fn revision_link(name: &RepoName, d: &Digest) -> String {
     format!(
         "{}/revisions/{}/{}/link",
+        manifests_dir(name),
+        d.algorithm().as_str(),
+        d.hex()
+    )
+}
+
+/// Dockyard: the media type a manifest was pushed as, kept only when its bytes have no
+/// `mediaType` field that says so (distribution reads only `link` files here).
+pub fn manifest_media_type(name: &RepoName, d: &Digest) -> String {
+    format!(
+        "{}/revisions/{}/{}/mediatype",
         manifests_dir(name),
         d.algorithm().as_str(),
         d.hex()

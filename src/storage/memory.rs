@@ -166,6 +166,10 @@ impl FileWriter for MemoryWriter {
         self.buf.len() as u64
     }
 
+    async fn cancel(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         let MemoryWriter { driver, path, buf } = *self;
         driver

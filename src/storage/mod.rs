@@ -28,12 +28,22 @@ pub enum StorageError {
     InvalidPath(String),
     #[error("storage I/O error on {path}: {source}")]
     Io { path: String, source: io::Error },
+    #[error("no space left on the storage device (or quota exceeded) writing {path}")]
+    Full { path: String },
 }
 
 impl StorageError {
     pub fn io(path: &str, source: io::Error) -> StorageError {
+        let full = matches!(
+            source.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        ) || matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
         if source.kind() == io::ErrorKind::NotFound {
             StorageError::NotFound(path.to_owned())
+        } else if full {
+            StorageError::Full {
+                path: path.to_owned(),
+            }
         } else {
             StorageError::Io {
                 path: path.to_owned(),
@@ -86,8 +96,12 @@ pub trait FileWriter: Send {
     async fn write(&mut self, data: Bytes) -> Result<()>;
     /// Size of the object including everything written so far.
     fn size(&self) -> u64;
-    /// Flushes and makes everything written durable.
+    /// Flushes and makes everything written durable. On failure nothing written through
+    /// this writer is kept.
     async fn commit(self: Box<Self>) -> Result<()>;
+    /// Discards everything written through this writer: the object keeps the content it
+    /// had when the writer was opened (one the writer created may stay, empty).
+    async fn cancel(self: Box<Self>) -> Result<()>;
 }
 
 /// Rejects keys that could escape the storage root.

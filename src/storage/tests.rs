@@ -64,6 +64,15 @@ async fn suite(d: &dyn Driver) {
     assert_eq!(read_all(d, "/up/data", 6, Some(5)).await, b"world");
     assert_eq!(read_all(d, "/up/data", all.len() as u64, None).await, b"");
 
+    // A cancelled writer leaves the object as it was, even after large writes.
+    let before = all.len() as u64;
+    let mut w = d.writer("/up/data").await.unwrap();
+    w.write(big.clone()).await.unwrap();
+    w.write(big.clone()).await.unwrap();
+    w.cancel().await.unwrap();
+    assert_eq!(d.stat("/up/data").await.unwrap().size, before);
+    assert_eq!(read_all(d, "/up/data", 0, Some(11)).await, b"hello world");
+
     // list gives sorted direct children only.
     d.put_content("/l/b/x", Bytes::new()).await.unwrap();
     d.put_content("/l/a", Bytes::new()).await.unwrap();
@@ -104,6 +113,39 @@ async fn filesystem_driver_conforms() {
         .filter(|p| p.contains(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn stale_temp_files_from_a_crash_are_removed_and_fresh_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join(".dockyard-tmp");
+    std::fs::create_dir_all(&staging).unwrap();
+    let old = staging.join(".tmp-crashed");
+    let fresh = staging.join(".tmp-in-progress");
+    std::fs::write(&old, b"half a manifest").unwrap();
+    std::fs::write(&fresh, b"being written").unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let driver = FsDriver::new(dir.path());
+    let removed = driver
+        .remove_stale_temp_files(std::time::Duration::from_secs(600))
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert!(!old.exists());
+    assert!(fresh.exists());
+    // A root that never had a write has nothing to clean.
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(
+        FsDriver::new(empty.path())
+            .remove_stale_temp_files(std::time::Duration::ZERO)
+            .unwrap(),
+        0
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! HTTPS: distribution's `http.tls` settings turned into a rustls server configuration, kept
-//! current while the server runs, and the accept loop that serves the registry over it. Called
-//! by [`crate::serve::run`] only.
+//! current while the server runs. [`crate::server`] serves the registry over it; called by
+//! [`crate::serve::run`] only.
 //!
 //! - [`TlsSettings::from_config`] validates `http.tls` (pure).
 //! - [`Tls::start`] reads the certificate, key and client CAs (errors name the file) and spawns
@@ -9,9 +9,7 @@
 //!   session cache survives; new client CAs make a new `ServerConfig` for new connections. A
 //!   bad replacement keeps what is served now and is logged at error level. Connections in
 //!   flight keep the certificate and configuration they started with.
-//! - [`accept::serve`] runs HTTP/1.1 and HTTP/2 (ALPN) over it with graceful shutdown.
 
-pub mod accept;
 mod certs;
 #[cfg(test)]
 mod tests;
@@ -23,7 +21,6 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ServerConfig, SupportedProtocolVersion};
 
-pub use accept::serve;
 pub use certs::CertResolver;
 
 use crate::config::HttpConfig;

@@ -1,11 +1,13 @@
 //! Tests of the TLS layer: `http.tls` validation, startup errors naming the file, and real
-//! handshakes against [`super::serve`] on loopback (rustls client) to see which certificate is
+//! handshakes against [`crate::server::serve`] on loopback (rustls client) to see which certificate is
 //! served across reloads, ALPN, `ConnectInfo`, and client-certificate verification.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::server::{Limits, serve};
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -115,9 +117,15 @@ async fn serve_tls(tls: Arc<Tls>) -> TestServer {
         get(|ConnectInfo(client): ConnectInfo<SocketAddr>| async move { client.to_string() }),
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, tls, app, async move {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(serve(
+        listener,
+        Some(tls),
+        app,
+        Limits::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     TestServer { addr, _stop: stop }
 }
 
@@ -463,9 +471,15 @@ async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
     };
     let app = Router::new().route("/", get(slow));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, tls, app, async move {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(serve(
+        listener,
+        Some(tls),
+        app,
+        Limits::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
 
     let mut stream = Client::trusting(&ca).connect(addr).await.unwrap();
     stream

@@ -68,6 +68,22 @@ pub fn connect(addr: &str) -> std::io::Result<TcpStream> {
     Ok(stream)
 }
 
+/// Opens a connection from a given loopback source address (any of 127.0.0.0/8), so one
+/// test can be many clients.
+pub fn connect_from(addr: &str, source: std::net::Ipv4Addr) -> std::io::Result<TcpStream> {
+    let target: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from((source, 0)).into())?;
+    socket.connect(&target.into())?;
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(120)))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// Writes a request line and headers; `content_length` adds a `Content-Length` header.
 /// The caller then streams the body itself (see the crash tests).
 pub fn write_head(

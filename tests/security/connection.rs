@@ -3,7 +3,8 @@
 //! credentials, then again after the challenge. A registry that answers before reading the
 //! body must either drain it and keep serving the connection, or say `Connection: close`;
 //! closing silently makes the client's next request on that connection fail with EOF, and Go
-//! does not retry a PUT, POST or PATCH.
+//! does not retry a PUT, POST or PATCH. A client that writes its whole body before reading
+//! (Go's transport) must still get the refusal: the server drains, it does not reset.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -161,5 +162,52 @@ fn a_denied_push_leaves_the_connection_usable_or_closes_it_openly() {
     let manifest = "/v2/team/app/manifests/v2";
     for body in BODIES {
         refuse_then_reuse(&server, "PUT", manifest, body, Some(&viewer), 403, &viewer);
+    }
+}
+
+/// Writes a whole request (head and `size` body bytes, no credentials) before reading
+/// anything, as Go's transport does, then reads the answer.
+fn write_all_then_read(server: &Server, size: usize) -> Result<u16, String> {
+    let mut stream = http::connect(&server.addr).map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    let head = format!(
+        "POST /v2/team/app/blobs/uploads/?digest=sha256:{} HTTP/1.1\r\nHost: {}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n",
+        "0".repeat(64),
+        server.addr
+    );
+    let mut request = head.into_bytes();
+    request.extend(std::iter::repeat_n(b'x', size));
+    stream
+        .write_all(&request)
+        .map_err(|e| format!("writing the body: {e}"))?;
+    read_one(&mut stream)
+        .map(|h| h.status)
+        .ok_or_else(|| "reading the answer: the connection was reset".to_string())
+}
+
+#[test]
+fn an_early_refusal_reaches_a_client_that_writes_its_whole_body_first() {
+    let users = Htpasswd::new(&[("admin", "admin-pass")]);
+    let server = auth_server(&users.path, &[]);
+    if dockyard_only(server.target, "draining after an early refusal") {
+        return;
+    }
+    for (size, tries) in [(64 << 10, 30), (1 << 20, 10), (4 << 20, 10)] {
+        let lost: Vec<String> = (0..tries)
+            .filter_map(|_| match write_all_then_read(&server, size) {
+                Ok(401) => None,
+                Ok(other) => Some(format!("status {other}")),
+                Err(e) => Some(e),
+            })
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{size}-byte bodies: the 401 was lost in {} of {tries} tries: {:?}",
+            lost.len(),
+            lost.first()
+        );
     }
 }

@@ -205,7 +205,7 @@ fn auth_plan(
     };
     let policy = crate::auth::Policy {
         anonymous_pull: auth.anonymous_pull.clone(),
-        rules: None,
+        ..Default::default()
     };
     policy
         .validate()

@@ -40,6 +40,7 @@ fn app(dir: &tempfile::TempDir) -> (App, App) {
             rule(&["*"], &["public/**", "apps/**"], &[Action::Pull]),
             rule(&["ci"], &["apps/**"], &[Action::Push]),
         ]),
+        pull_only: vec![],
     };
     let auth = Arc::new(Authenticator::load("test-realm".into(), &path, policy).unwrap());
     let options = ContentOptions {

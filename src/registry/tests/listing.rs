@@ -140,3 +140,38 @@ async fn tags_and_catalog_paginate_with_link_headers() {
     );
     assert!(r.header("link").contains("last=a/b/c/d/e/f/g/h"));
 }
+
+#[tokio::test]
+async fn n_zero_is_an_empty_last_page() {
+    let app = App::new(true);
+    app.push_image("z", b"l").await;
+    let (manifest, _, _) = app.push_image("z", b"l").await;
+    app.send(
+        Method::PUT,
+        "/v2/z/manifests/t",
+        &[("content-type", support::OCI_MANIFEST)],
+        manifest.as_bytes(),
+    )
+    .await;
+    for uri in [
+        "/v2/_catalog?n=0",
+        "/v2/z/tags/list?n=0",
+        "/v2/z/tags/list?n=0&last=a",
+    ] {
+        let r = app.get(uri).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}");
+        assert_eq!(
+            r.header("link"),
+            "",
+            "{uri}: a Link would loop back to itself"
+        );
+    }
+    assert_eq!(
+        app.get("/v2/_catalog?n=0").await.json()["repositories"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        app.get("/v2/z/tags/list?n=0").await.json()["tags"],
+        serde_json::json!([])
+    );
+}

@@ -33,7 +33,11 @@ pub fn config_yaml(d: &Desired) -> String {
         });
     }
     if let Some(auth) = &d.auth {
-        let mut section = json!({ "htpasswd": { "realm": format!("{}/{}", d.namespace, d.name), "path": HTPASSWD_PATH } });
+        // The generated pull-Secret user may pull and nothing else, whatever the rules say.
+        let mut section = json!({
+            "htpasswd": { "realm": format!("{}/{}", d.namespace, d.name), "path": HTPASSWD_PATH },
+            "pullonly": [PULL_USER],
+        });
         if !auth.anonymous_pull.is_empty() {
             section["anonymouspull"] = json!(auth.anonymous_pull);
         }

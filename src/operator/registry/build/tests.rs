@@ -69,6 +69,34 @@ fn the_config_is_one_the_registry_accepts() {
     let rules = auth.access.unwrap();
     assert_eq!(rules.len(), 2, "the pull user gets its own pull rule");
     assert_eq!(rules[1].users, ["dockyard-pull"]);
+    assert_eq!(auth.pullonly, ["dockyard-pull"]);
+}
+
+#[test]
+fn the_pull_user_may_only_pull_with_or_without_rules() {
+    for spec in [
+        json!({"auth": {"users": [{"username": "alice", "passwordSecretRef": {"name": "pw", "key": "p"}}]}}),
+        json!({"auth": {"users": [{"username": "alice", "passwordSecretRef": {"name": "pw", "key": "p"}}],
+               "access": [{"users": ["*"], "repositories": ["**"], "actions": ["pull", "push", "delete"]}]}}),
+    ] {
+        let d = desired(spec.clone(), &[("pw", &[("p", "secret")])]);
+        let c = crate::config::Config::parse(&config_yaml(&d), vec![])
+            .unwrap()
+            .config;
+        let auth = c.auth.unwrap();
+        let policy = crate::auth::Policy {
+            anonymous_pull: auth.anonymouspull,
+            rules: auth.access,
+            pull_only: auth.pullonly,
+        };
+        let puller = crate::auth::Identity::User("dockyard-pull".into());
+        let alice = crate::auth::Identity::User("alice".into());
+        use crate::auth::Action::*;
+        assert!(policy.allows(&puller, Pull, "any/repo"), "{spec}");
+        assert!(!policy.allows(&puller, Push, "any/repo"), "{spec}");
+        assert!(!policy.allows(&puller, Delete, "any/repo"), "{spec}");
+        assert!(policy.allows(&alice, Delete, "any/repo"), "{spec}");
+    }
 }
 
 #[test]

@@ -1,0 +1,336 @@
+//! Password checks with a bounded cost. bcrypt runs on a few dedicated, low-priority threads
+//! (never on the tokio blocking pool that file I/O shares), fed by a fair queue:
+//!
+//! - client addresses are served round-robin, so a flood from some addresses delays a login
+//!   from another address by at most one turn per busy address;
+//! - every address has a budget of bcrypt runs (a token bucket: [`Budget::burst`] at once,
+//!   then one per [`Budget::refill`]). A run whose password matches gives its token back, so
+//!   the budget only limits failures. Beyond the budget a check *waits* for a token, it is never
+//!   refused outright: a right password still gets in, after at most one refill interval
+//!   unless the same address has queued other checks before it;
+//! - a check that waits longer than [`Budget::max_wait`], or that is pushed out when the
+//!   queue is full (the longest queue loses its oldest check), is answered `Throttled`
+//!   without running bcrypt; a check whose caller went away is dropped unrun.
+//!
+//! Tokens are taken under the queue's lock when a check is dispatched, so any number of
+//! simultaneous checks from one address cannot exceed its budget. Called by
+//! [`super::Authenticator`].
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+/// Addresses remembered before idle ones with a full budget are forgotten.
+const MAX_TRACKED: usize = 65_536;
+
+/// How much bcrypt work one client address may cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Runs allowed at once from a fresh address.
+    pub burst: u32,
+    /// One more run is allowed per interval.
+    pub refill: Duration,
+    /// The longest a check waits for its turn before it is answered `Throttled`.
+    pub max_wait: Duration,
+    /// Checks queued in all; past it the longest queue loses its oldest check.
+    pub max_queued: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            burst: 10,
+            refill: Duration::from_secs(2),
+            max_wait: Duration::from_secs(10),
+            max_queued: 4096,
+        }
+    }
+}
+
+/// The answer to one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Match,
+    NoMatch,
+    /// Not checked: the address is over its budget; retry after the given time.
+    Throttled(Duration),
+}
+
+struct Job {
+    client: IpAddr,
+    password: String,
+    hash: String,
+    deadline: Instant,
+    reply: oneshot::Sender<Outcome>,
+}
+
+struct Client {
+    tokens: f64,
+    updated: Instant,
+    queue: VecDeque<Job>,
+}
+
+impl Client {
+    fn refill(&mut self, now: Instant, budget: &Budget) {
+        let earned = now.saturating_duration_since(self.updated).as_secs_f64()
+            / budget.refill.as_secs_f64().max(1e-3);
+        self.tokens = (self.tokens + earned).min(f64::from(budget.burst));
+        self.updated = now;
+    }
+
+    /// Time until the next token, zero if one is available.
+    fn next_token(&self, budget: &Budget) -> Duration {
+        budget.refill.mul_f64((1.0 - self.tokens).max(0.0))
+    }
+
+    /// Answers the checks at the front that waited too long.
+    fn expire(&mut self, now: Instant, budget: &Budget) -> usize {
+        let retry = self.next_token(budget).max(Duration::from_secs(1));
+        let mut expired = 0;
+        while self.queue.front().is_some_and(|j| j.deadline <= now) {
+            if let Some(job) = self.queue.pop_front() {
+                let _ = job.reply.send(Outcome::Throttled(retry));
+                expired += 1;
+            }
+        }
+        expired
+    }
+}
+
+#[derive(Default)]
+struct State {
+    clients: HashMap<IpAddr, Client>,
+    /// Addresses with queued checks, in the order they are served.
+    rotation: VecDeque<IpAddr>,
+    queued: usize,
+    shutdown: bool,
+}
+
+struct Shared {
+    budget: Budget,
+    state: Mutex<State>,
+    wake: Condvar,
+    runs: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The bcrypt pool. Dropping it stops its threads once they finish their current check.
+pub struct Verifier {
+    shared: Arc<Shared>,
+}
+
+impl Verifier {
+    /// Starts `workers` threads (at least one).
+    pub fn new(workers: usize, budget: Budget) -> Verifier {
+        let shared = Arc::new(Shared {
+            budget,
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            runs: AtomicU64::new(0),
+        });
+        for index in 0..workers.max(1) {
+            let shared = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("bcrypt-{index}"))
+                .spawn(move || worker(&shared));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-check thread");
+            }
+        }
+        Verifier { shared }
+    }
+
+    /// Half the cores, at least one: password checks never take the whole machine.
+    pub fn default_workers() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    }
+
+    /// Checks `password` against the bcrypt `hash` on behalf of `client`.
+    pub async fn verify(&self, client: IpAddr, password: String, hash: String) -> Outcome {
+        let (reply, answer) = oneshot::channel();
+        let now = Instant::now();
+        let budget = self.shared.budget;
+        {
+            let mut state = self.shared.lock();
+            if state.shutdown {
+                return Outcome::Throttled(Duration::from_secs(1));
+            }
+            if state.queued >= budget.max_queued && !make_room(&mut state, client, &budget) {
+                return Outcome::Throttled(budget.refill);
+            }
+            forget_idle(&mut state, now, &budget);
+            let entry = state.clients.entry(client).or_insert_with(|| Client {
+                tokens: f64::from(budget.burst),
+                updated: now,
+                queue: VecDeque::new(),
+            });
+            let was_idle = entry.queue.is_empty();
+            entry.queue.push_back(Job {
+                client,
+                password,
+                hash,
+                deadline: now + budget.max_wait,
+                reply,
+            });
+            state.queued += 1;
+            if was_idle {
+                state.rotation.push_back(client);
+            }
+        }
+        self.shared.wake.notify_one();
+        answer
+            .await
+            .unwrap_or(Outcome::Throttled(Duration::from_secs(1)))
+    }
+
+    /// bcrypt runs so far.
+    pub fn runs(&self) -> u64 {
+        self.shared.runs.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Verifier {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.wake.notify_all();
+    }
+}
+
+/// Drops the oldest check of the longest queue to admit one from `client`; false when that
+/// longest queue is `client`'s own, which then has to wait its turn.
+fn make_room(state: &mut State, client: IpAddr, budget: &Budget) -> bool {
+    let longest = state
+        .clients
+        .iter()
+        .max_by_key(|(_, c)| c.queue.len())
+        .map(|(addr, _)| *addr);
+    let Some(addr) = longest.filter(|a| *a != client) else {
+        return false;
+    };
+    if let Some(c) = state.clients.get_mut(&addr)
+        && let Some(job) = c.queue.pop_front()
+    {
+        let retry = c.next_token(budget).max(Duration::from_secs(1));
+        let _ = job.reply.send(Outcome::Throttled(retry));
+        state.queued -= 1;
+    }
+    true
+}
+
+/// Keeps the address table bounded: forgets idle addresses whose budget is whole again.
+fn forget_idle(state: &mut State, now: Instant, budget: &Budget) {
+    if state.clients.len() < MAX_TRACKED {
+        return;
+    }
+    state.clients.retain(|_, c| {
+        c.refill(now, budget);
+        !c.queue.is_empty() || c.tokens < f64::from(budget.burst)
+    });
+    if state.clients.len() >= MAX_TRACKED {
+        state.clients.retain(|_, c| !c.queue.is_empty());
+    }
+}
+
+/// The next check to run, taking its token; or when to look again.
+fn next_job(state: &mut State, now: Instant, budget: &Budget) -> Result<Job, Option<Instant>> {
+    let mut wake: Option<Instant> = None;
+    for _ in 0..state.rotation.len() {
+        let Some(addr) = state.rotation.pop_front() else {
+            break;
+        };
+        let Some(client) = state.clients.get_mut(&addr) else {
+            continue;
+        };
+        client.refill(now, budget);
+        // Checks whose caller gave up cost nothing.
+        let before = client.queue.len();
+        client.queue.retain(|j| !j.reply.is_closed());
+        let mut removed = before - client.queue.len();
+        if client.tokens < 1.0 {
+            removed += client.expire(now, budget);
+        }
+        state.queued -= removed;
+        if client.queue.is_empty() {
+            continue;
+        }
+        if client.tokens >= 1.0 {
+            client.tokens -= 1.0;
+            let job = client.queue.pop_front();
+            if !client.queue.is_empty() {
+                state.rotation.push_back(addr);
+            }
+            if let Some(job) = job {
+                state.queued -= 1;
+                return Ok(job);
+            }
+            continue;
+        }
+        let token_at = now + client.next_token(budget);
+        let deadline = client.queue.front().map_or(token_at, |j| j.deadline);
+        let at = token_at.min(deadline);
+        wake = Some(wake.map_or(at, |w| w.min(at)));
+        state.rotation.push_back(addr);
+    }
+    Err(wake)
+}
+
+fn worker(shared: &Shared) {
+    lower_priority();
+    loop {
+        let job = {
+            let mut state = shared.lock();
+            loop {
+                if state.shutdown {
+                    return;
+                }
+                match next_job(&mut state, Instant::now(), &shared.budget) {
+                    Ok(job) => break job,
+                    Err(None) => {
+                        state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                    }
+                    Err(Some(at)) => {
+                        let timeout = at.saturating_duration_since(Instant::now());
+                        state = shared
+                            .wake
+                            .wait_timeout(state, timeout.max(Duration::from_millis(1)))
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
+                }
+            }
+        };
+        shared.runs.fetch_add(1, Ordering::Relaxed);
+        let matched = bcrypt::verify(&job.password, &job.hash).unwrap_or(false);
+        if matched {
+            // Successes do not count against the address's budget.
+            let mut state = shared.lock();
+            if let Some(client) = state.clients.get_mut(&job.client) {
+                client.tokens = (client.tokens + 1.0).min(f64::from(shared.budget.burst));
+            }
+        }
+        let _ = job.reply.send(if matched {
+            Outcome::Match
+        } else {
+            Outcome::NoMatch
+        });
+    }
+}
+
+/// bcrypt yields the CPU to request handling: nice 10 for this thread only (Linux).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take no pointers and act on this thread only.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}

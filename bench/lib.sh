@@ -296,5 +296,18 @@ timed() {
   secs "$t0" "$EPOCHREALTIME"
 }
 
+# wrk_summary FILE: "rps p50_ms p99_ms errors" from the output of `wrk --latency`, where errors
+# counts non-2xx responses and socket errors.
+wrk_summary() {
+  awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v * 60000 }
+    /^Requests\/sec:/ { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx or 3xx responses:/ { bad += $NF }
+    /Socket errors:/ { gsub(/,/, ""); bad += $4 + $6 + $8 + $10 }
+    END { printf "%.1f %.3f %.3f %d\n", rps, p50, p99, bad }' "$1"
+}
+
 # layout_digest DIR: the manifest digest an OCI layout's index.json points at.
 layout_digest() { "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$1/index.json"; }

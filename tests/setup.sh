@@ -56,6 +56,7 @@ build() {
 build crane crane github.com/google/go-containerregistry/cmd/crane
 build oras oras oras.land/oras/cmd/oras
 build oci-conformance conformance github.com/opencontainers/distribution-spec/conformance test -c
+build oci-conformance-main conformance-main github.com/opencontainers/distribution-spec/conformance test -c
 build registry-v3 registry-v3 github.com/distribution/distribution/v3/cmd/registry ||
   log "registry-v3 did not build (optional, only for benchmarks)"
 # A real API server for the operator tests (tests/common/kube.rs); no kubelet.
@@ -99,6 +100,7 @@ ver curl curl --version
 ver crane "$BIN/crane" version
 ver oras "$BIN/oras" version
 ver oci-conformance gomod "$BIN/oci-conformance" github.com/opencontainers/distribution-spec/conformance
+ver oci-conformance-main gomod "$BIN/oci-conformance-main" github.com/opencontainers/distribution-spec/conformance
 [[ -x $BIN/registry-v3 ]] && ver registry-v3 gomod "$BIN/registry-v3" github.com/distribution/distribution/v3
 ver etcd "$BIN/etcd" --version
 ver kube-apiserver "$BIN/kube-apiserver" --version

@@ -24,23 +24,16 @@ scenario_auth_flood() {
 
 # wrk_auth SLOT OUT: the authenticated manifest GET load; prints "rps p50 p99".
 wrk_auth() {
-  local url=${BASE[$1-on]}/v2/bench/flood/manifests/latest creds bad
+  local url=${BASE[$1-on]}/v2/bench/flood/manifests/latest creds rps p50 p99 bad
   creds=$(printf '%s:%s' "$AUTH_USER" "$AUTH_PASSWORD" | base64 -w0)
   wrk "${FLOOD_WRK_ARGS[@]}" -H "Accept: $OCI_MANIFEST" -H "Authorization: Basic $creds" "$url" >"$2"
-  read -r rps p50 p99 bad < <(awk '
-    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v * 60000 }
-    /^Requests\/sec:/ { rps = $2 }
-    $1 == "50%" { p50 = ms($2) }
-    $1 == "99%" { p99 = ms($2) }
-    /Non-2xx or 3xx responses:/ { bad += $NF }
-    /Socket errors:/ { gsub(/,/, ""); bad += $4 + $6 + $8 + $10 }
-    END { printf "%.1f %.3f %.3f %d\n", rps, p50, p99, bad }' "$2")
+  read -r rps p50 p99 bad < <(wrk_summary "$2")
   [ "$bad" = 0 ] || { cat "$2" >&2; die "$1: wrk saw $bad errors or non-2xx responses"; }
   echo "$rps $p50 $p99"
 }
 
 auth_flood_once() {
-  local slot=$1 r=$2 ref rest flood flood_pid sent
+  local slot=$1 r=$2 ref flood_pid sent rps rest_p50 rest_p99 flood_p50 flood_p99
   start_auth_server "$slot" on
   ref=docker://${BASE[$slot-on]#http://}/bench/flood:latest
   auth_skopeo --dest-creds "oci:$FLOOD_LAYOUT:latest" "$ref" || die "$slot: skopeo push failed"

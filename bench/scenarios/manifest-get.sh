@@ -23,14 +23,7 @@ manifest_get_once() {
   [ "$out" = "200 $want" ] || die "$slot: GET manifest: $out (want 200 $want)"
   wrk "${WRK_ARGS[@]}" -H "Accept: $OCI_MANIFEST" "$url" >"$RUN_DIR/wrk.txt"
   stop_server "$slot"
-  read -r rps p50 p99 bad < <(awk '
-    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v * 60000 }
-    /^Requests\/sec:/ { rps = $2 }
-    $1 == "50%" { p50 = ms($2) }
-    $1 == "99%" { p99 = ms($2) }
-    /Non-2xx or 3xx responses:/ { bad += $NF }
-    /Socket errors:/ { gsub(/,/, ""); bad += $4 + $6 + $8 + $10 }
-    END { printf "%.1f %.3f %.3f %d\n", rps, p50, p99, bad }' "$RUN_DIR/wrk.txt")
+  read -r rps p50 p99 bad < <(wrk_summary "$RUN_DIR/wrk.txt")
   [ "$bad" = 0 ] || { cat "$RUN_DIR/wrk.txt" >&2; die "$slot: wrk saw $bad errors or non-2xx responses"; }
   record rps "$slot" "$rps"
   record p50 "$slot" "$p50"

@@ -68,7 +68,8 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let cap = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(cap));
     let stopping = CancellationToken::new();
     let tracker = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -137,7 +138,8 @@ impl Connection {
             None => self.http(TokioIo::new(stream), activity).await,
             Some(tls) => {
                 let acceptor = TlsAcceptor::from(tls.server_config());
-                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                let limit = HANDSHAKE_TIMEOUT.min(self.timeouts.header);
+                let handshake = tokio::time::timeout(limit, acceptor.accept(stream));
                 let stream = match handshake.await {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(e)) => {

@@ -21,6 +21,8 @@ use tokio_rustls::client::TlsStream;
 use super::*;
 use crate::config::TlsConfig;
 
+mod timeouts;
+
 // --- test PKI ------------------------------------------------------------------------------
 
 /// A CA that issues server and client certificates.

@@ -82,6 +82,53 @@ pub fn workflow_env(root_url: &str, report_dir: &Path) -> Vec<(&'static str, Str
     ]
 }
 
+/// The main-branch runner's settings for a registry at `addr` (plain HTTP), every API and
+/// data kind on except sparse manifests; results go to `dir/results`.
+pub fn main_branch_env(addr: &str, dir: &Path) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&str, String)> = vec![
+        ("OCI_VERSION", "1.1".to_string()),
+        ("OCI_REGISTRY", addr.to_string()),
+        ("OCI_TLS", "disabled".to_string()),
+        ("OCI_REPO1", "conformance/repo1".to_string()),
+        ("OCI_REPO2", "conformance/repo2".to_string()),
+        ("OCI_RESULTS_DIR", dir.join("results").display().to_string()),
+    ];
+    let switches = [
+        "OCI_API_PING",
+        "OCI_API_PULL",
+        "OCI_API_PUSH",
+        "OCI_API_BLOBS_ATOMIC",
+        "OCI_API_BLOBS_DELETE",
+        "OCI_API_BLOBS_DIGEST_HEADER",
+        "OCI_API_BLOBS_MOUNT_ANONYMOUS",
+        "OCI_API_BLOBS_UPLOAD_CANCEL",
+        "OCI_API_MANIFESTS_ATOMIC",
+        "OCI_API_MANIFESTS_DELETE",
+        "OCI_API_MANIFESTS_DIGEST_HEADER",
+        "OCI_API_MANIFESTS_TAG_PARAM",
+        "OCI_API_TAGS_ATOMIC",
+        "OCI_API_TAGS_DELETE",
+        "OCI_API_TAGS_LIST",
+        "OCI_API_REFERRER",
+        "OCI_DATA_IMAGE",
+        "OCI_DATA_INDEX",
+        "OCI_DATA_INDEX_LIST",
+        "OCI_DATA_ARTIFACT",
+        "OCI_DATA_SUBJECT",
+        "OCI_DATA_SUBJECT_MISSING",
+        "OCI_DATA_ARTIFACT_LIST",
+        "OCI_DATA_SUBJECT_LIST",
+        "OCI_DATA_DATA_FIELD",
+        "OCI_DATA_NONDISTRIBUTABLE",
+        "OCI_DATA_CUSTOM_FIELDS",
+        "OCI_DATA_NO_LAYERS",
+        "OCI_DATA_EMPTY_BLOB",
+        "OCI_DATA_SHA512",
+    ];
+    env.extend(switches.iter().map(|key| (*key, "true".to_string())));
+    env
+}
+
 pub fn run_suite(server: &Server, binary: &Path, env: &[(&str, String)], dir: &Path, junit: &Path) {
     let mut command = Command::new(binary);
     command.current_dir(dir).env_remove("AWS_CA_BUNDLE");

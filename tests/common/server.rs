@@ -223,7 +223,10 @@ impl Server {
         let delete = self.options.delete_enabled.to_string();
         let mut command = match self.target {
             Target::Dockyard => {
-                let mut c = Command::new(env!("CARGO_BIN_EXE_dockyard"));
+                // DOCKYARD_TEST_BIN runs the tests against another build (an older commit, say).
+                let bin = std::env::var("DOCKYARD_TEST_BIN")
+                    .unwrap_or_else(|_| env!("CARGO_BIN_EXE_dockyard").to_owned());
+                let mut c = Command::new(bin);
                 c.arg("serve")
                     .env("REGISTRY_HTTP_ADDR", &self.addr)
                     .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &data)

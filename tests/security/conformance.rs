@@ -1,4 +1,4 @@
-//! The released OCI conformance suite (every workflow on) against a registry that requires
+//! The released OCI conformance suite (every workflow on), and the main-branch runner, against a registry that requires
 //! htpasswd logins, with `OCI_USERNAME`/`OCI_PASSWORD`, over plain HTTP and over HTTPS (a
 //! self-signed `openssl req -x509` certificate the runner trusts through `SSL_CERT_FILE`):
 //! auth must not break any case. Against distribution 2.8.2, which is not OCI 1.1
@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::common::Server;
-use super::common::conformance::{find_runner, run_suite, workflow_env};
+use super::common::conformance::{find_runner, main_branch_env, run_suite, workflow_env};
 use super::common::run;
 use super::common::server::has_status;
 use super::fixture::{Htpasswd, auth_builder};
@@ -51,6 +51,32 @@ fn released_conformance_suite_passes_with_basic_auth() {
     let users = Htpasswd::new(&[(USER, PASSWORD)]);
     let server = auth_builder(&users.path).start();
     run_with_credentials(&server, &format!("http://{}", server.addr), &[]);
+}
+
+#[test]
+fn main_branch_conformance_suite_passes_with_basic_auth() {
+    let binary = find_runner(&["oci-conformance-main"])
+        .expect("oci-conformance-main not found: run tests/setup.sh");
+    let users = Htpasswd::new(&[(USER, PASSWORD)]);
+    let server = auth_builder(&users.path).start();
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut env = main_branch_env(&server.addr, dir.path());
+    env.push(("OCI_USERNAME", USER.to_string()));
+    env.push(("OCI_PASSWORD", PASSWORD.to_string()));
+    run_suite(
+        &server,
+        &binary,
+        &env,
+        dir.path(),
+        &dir.path().join("results/junit.xml"),
+    );
+    assert!(
+        !server
+            .log()
+            .lines()
+            .any(|l| has_status(l, 403) || has_status(l, 429)),
+        "the suite's signed-in requests were denied or throttled"
+    );
 }
 
 /// A self-signed certificate for 127.0.0.1 and its key, written into `dir`.

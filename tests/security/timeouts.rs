@@ -116,7 +116,7 @@ fn slow_transfers_that_keep_moving_are_never_cut() {
     let server = server_with(&[]);
     // An upload of 16 MiB sent 256 KiB at a time over about 6 s (twice the idle timeout).
     let blob: Vec<u8> = (0..16u32 << 20)
-        .map(|i| (i * 2_654_435_761 >> 24) as u8)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&blob)));
     let mut up = http::connect(&server.addr).unwrap();

@@ -1,6 +1,6 @@
 //! Dockyard: an OCI Distribution v1.1 registry server (a drop-in for registry:2) and,
 //! around it, a Kubernetes operator for registries and pull-through mirrors.
-//! See DESIGN.md for the map of modules.
+//! See docs/architecture.md for the map of modules.
 
 pub mod auth;
 pub mod cli;

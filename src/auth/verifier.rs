@@ -156,6 +156,7 @@ impl Verifier {
 
     /// Checks `password` against the bcrypt `hash` on behalf of `client`.
     pub async fn verify(&self, client: IpAddr, password: String, hash: String) -> Outcome {
+        let client = budget_key(client);
         let (reply, answer) = oneshot::channel();
         let now = Instant::now();
         let budget = self.shared.budget;
@@ -202,6 +203,21 @@ impl Drop for Verifier {
     fn drop(&mut self) {
         self.shared.lock().shutdown = true;
         self.shared.wake.notify_all();
+    }
+}
+
+/// The address a budget belongs to: IPv4 addresses as they are (IPv4-mapped IPv6 too), IPv6
+/// by their /64, since one host is usually given a whole /64 to pick addresses from.
+fn budget_key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !u128::from(u64::MAX);
+                IpAddr::V6(prefix.into())
+            }
+        },
+        v4 => v4,
     }
 }
 
@@ -332,5 +348,56 @@ fn lower_priority() {
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(budget_key(a), budget_key(b));
+        assert_ne!(budget_key(a), budget_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(budget_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        let v4: IpAddr = "192.0.2.8".parse().unwrap();
+        assert_eq!(budget_key(v4), v4);
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_gives_up_costs_no_bcrypt_run() {
+        let budget = Budget {
+            burst: 1,
+            refill: Duration::from_secs(60),
+            max_wait: Duration::from_secs(5),
+            max_queued: 16,
+        };
+        let verifier = Verifier::new(1, budget);
+        let hash = bcrypt::hash("x", 4).unwrap();
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            verifier.verify(client, "y".into(), hash.clone()).await,
+            Outcome::NoMatch
+        );
+        // The budget is spent: this check waits, and its caller gives up.
+        let waited = tokio::time::timeout(
+            Duration::from_millis(200),
+            verifier.verify(client, "z".into(), hash.clone()),
+        )
+        .await;
+        assert!(waited.is_err());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(verifier.runs(), 1);
+        // Another address is served at once.
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_eq!(
+            verifier.verify(other, "x".into(), hash).await,
+            Outcome::Match
+        );
+        assert_eq!(verifier.runs(), 2);
     }
 }

@@ -104,9 +104,11 @@ fn build_auth(config: &Config) -> Result<Option<Arc<Authenticator>>, ServeError>
 const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
 /// Builds the application state from a configuration (creating the storage root).
-/// Also returns where content is stored, for the startup line, and the filesystem driver
-/// (if that is the backend) for its periodic maintenance.
-pub fn build_state(config: &Config) -> Result<(AppState, String, Option<FsDriver>), ServeError> {
+/// Also returns the local content and the filesystem driver (if that is the backend) for
+/// periodic maintenance, and where content is stored, for the startup line.
+pub fn build_state(
+    config: &Config,
+) -> Result<(AppState, Content, String, Option<FsDriver>), ServeError> {
     if config.proxy.as_ref().is_some_and(|p| p.remoteurl.is_some()) {
         return Err(ServeError::Unsupported("proxy (pull-through cache)"));
     }
@@ -138,12 +140,14 @@ pub fn build_state(config: &Config) -> Result<(AppState, String, Option<FsDriver
         relative: config.http.relativeurls,
         tls: TlsSettings::from_config(&config.http)?.is_some(),
     };
+    let content = Content::new(driver, options);
     Ok((
         AppState {
-            content: Content::new(driver, options),
+            store: Arc::new(content.clone()),
             urls,
             auth,
         },
+        content,
         location,
         fs,
     ))
@@ -154,7 +158,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let (state, location, fs) = build_state(&config)?;
+    let (state, content, location, fs) = build_state(&config)?;
     if let Some(fs) = fs {
         tokio::spawn(remove_stale_temp_files(fs));
     }
@@ -175,7 +179,7 @@ pub async fn run(
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
     tracing::info!(
         listen = %local,
-        storage = state.content.driver_name(),
+        storage = content.driver_name(),
         location = %location,
         delete_enabled = config.storage.delete.enabled,
         "dockyard registry listening on {scheme}://{local}, storing in {location}"
@@ -183,7 +187,7 @@ pub async fn run(
     if let Some(purging) = config.storage.maintenance.uploadpurging.resolve()?
         && !config.storage.maintenance.readonly.enabled
     {
-        tokio::spawn(purge_uploads(state.content.clone(), purging));
+        tokio::spawn(purge_uploads(content.clone(), purging));
     }
     let drain = drain_timeout(&config);
     let mut limits = config.connection_limits()?;

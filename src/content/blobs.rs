@@ -13,13 +13,84 @@ pub struct BlobRange {
     pub end: u64,
 }
 
-/// An open blob: its total size and a stream of the requested bytes.
-pub struct BlobReader {
+/// What a blob read asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobWant {
+    /// The size only (HEAD).
+    Head,
+    /// The bytes: all of them, or those of a `Range: bytes=...` value.
+    Body { range: Option<String> },
+}
+
+/// A blob opened for reading.
+pub struct OpenedBlob {
+    /// The whole blob's size.
     pub size: u64,
-    pub stream: ByteStream,
+    /// The bytes the stream carries, when a range was asked for.
+    pub range: Option<BlobRange>,
+    /// The bytes, unless the read was a HEAD.
+    pub stream: Option<ByteStream>,
+}
+
+/// Resolves a `Range: bytes=a-b` value against a blob of `size` bytes: one range, open-ended
+/// (`a-`) and suffix (`-n`) forms included. `None` when it cannot be satisfied.
+pub fn resolve_range(value: &str, size: u64) -> Option<BlobRange> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        if n == 0 {
+            return None;
+        }
+        (size.saturating_sub(n), size.checked_sub(1)?)
+    } else {
+        let start: u64 = a.parse().ok()?;
+        let end = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            b.parse::<u64>().ok()?.min(size.saturating_sub(1))
+        };
+        (start, end)
+    };
+    (start < size && end >= start).then_some(BlobRange { start, end })
 }
 
 impl Content {
+    /// A blob linked into `name`, as the HTTP API reads it.
+    pub async fn read_blob(
+        &self,
+        name: &RepoName,
+        digest: &Digest,
+        want: BlobWant,
+    ) -> Result<OpenedBlob> {
+        let size = self.blob_size(name, digest).await?;
+        let range = match &want {
+            BlobWant::Body { range: Some(value) } => {
+                let resolved = resolve_range(value, size).ok_or_else(|| {
+                    ContentError::RangeNotSatisfiable {
+                        range: value.clone(),
+                        size,
+                    }
+                })?;
+                Some(resolved)
+            }
+            _ => None,
+        };
+        let stream = match want {
+            BlobWant::Head => None,
+            BlobWant::Body { .. } => Some(self.open_blob(digest, range).await?),
+        };
+        Ok(OpenedBlob {
+            size,
+            range,
+            stream,
+        })
+    }
+
     /// Size of a blob linked into `name`.
     pub async fn blob_size(&self, name: &RepoName, digest: &Digest) -> Result<u64> {
         if !self.exists(&layout::layer_link(name, digest)).await? {
@@ -32,8 +103,13 @@ impl Content {
         }
     }
 
-    /// Opens a blob for reading; `range` must already be checked against its size.
-    pub async fn open_blob(&self, digest: &Digest, range: Option<BlobRange>) -> Result<ByteStream> {
+    /// Opens a blob's bytes (whichever repository linked them); `range` must already be
+    /// checked against its size.
+    pub(crate) async fn open_blob(
+        &self,
+        digest: &Digest,
+        range: Option<BlobRange>,
+    ) -> Result<ByteStream> {
         let (offset, len) = range.map_or((0, None), |r| (r.start, Some(r.end - r.start + 1)));
         match self
             .driver
@@ -78,5 +154,30 @@ impl Content {
         }
         let dir = link.strip_suffix("/link").unwrap_or(&link);
         self.remove(dir).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_range;
+
+    #[test]
+    fn ranges() {
+        let r = |s, size| resolve_range(s, size).map(|r| (r.start, r.end));
+        assert_eq!(r("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(r("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(r("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(r("bytes=95-200", 100), Some((95, 99)));
+        for bad in [
+            "bytes=100-",
+            "bytes=5-1",
+            "bytes=a-b",
+            "items=0-1",
+            "bytes=0-1,3-4",
+            "bytes=-0",
+        ] {
+            assert_eq!(r(bad, 100), None, "{bad}");
+        }
+        assert_eq!(r("bytes=0-0", 0), None);
     }
 }

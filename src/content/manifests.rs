@@ -16,6 +16,9 @@ use crate::storage::layout;
 pub struct Manifest {
     pub digest: Digest,
     pub media_type: String,
+    /// The manifest's length in bytes.
+    pub size: u64,
+    /// Its bytes; empty only when read for a HEAD from a store that did not have them.
     pub bytes: Bytes,
 }
 
@@ -165,6 +168,7 @@ impl Content {
             return Ok(Manifest {
                 digest,
                 media_type,
+                size: hit.bytes.len() as u64,
                 bytes: hit.bytes,
             });
         }
@@ -188,6 +192,7 @@ impl Content {
         Ok(Manifest {
             digest,
             media_type,
+            size: bytes.len() as u64,
             bytes,
         })
     }

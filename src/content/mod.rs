@@ -7,6 +7,7 @@ mod cache;
 pub mod catalog;
 pub mod manifests;
 pub mod referrers;
+mod store;
 #[cfg(test)]
 mod tests;
 pub mod uploads;
@@ -19,8 +20,9 @@ use bytes::Bytes;
 use crate::oci::{Digest, ManifestError, RepoName};
 use crate::storage::{Driver, StorageError};
 
-pub use blobs::{BlobRange, BlobReader};
+pub use blobs::{BlobRange, BlobWant, OpenedBlob, resolve_range};
 pub use manifests::{Manifest, PutManifest};
+pub use store::{Body, Store};
 pub use uploads::{ChunkRange, UploadSessions};
 
 /// Errors of the content layer; `registry::error` maps them to OCI codes.
@@ -52,6 +54,8 @@ pub enum ContentError {
         received: u64,
         offset: u64,
     },
+    #[error("requested range not satisfiable: {range} of a {size}-byte blob")]
+    RangeNotSatisfiable { range: String, size: u64 },
     #[error("request body ended early: {0}")]
     Body(io::Error),
     #[error("deleting is disabled on this registry (storage.delete.enabled)")]

@@ -6,27 +6,29 @@ use axum::response::IntoResponse;
 
 use super::http::{self, value};
 use super::{ApiResult, AppState, Head};
+use crate::content::BlobWant;
 use crate::oci::{Digest, RepoName};
 
 pub async fn get(state: &AppState, name: &RepoName, digest: &Digest, req: &Head) -> ApiResult {
-    let size = state.content.blob_size(name, digest).await?;
+    // A client that already holds the digest needs nothing read.
     let (builder, fresh) = http::digest_response(digest, "application/octet-stream", req.headers());
+    let want = if req.method() == Method::HEAD || fresh {
+        BlobWant::Head
+    } else {
+        let range = req
+            .headers()
+            .get(header::RANGE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        BlobWant::Body { range }
+    };
+    let blob = state.store.read_blob(name, digest, want).await?;
     if fresh {
         return Ok(builder.body(Body::empty()).unwrap_or_default());
     }
+    let (size, range) = (blob.size, blob.range);
     let mut builder = builder
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CACHE_CONTROL, "max-age=31536000");
-    let range = match req.headers().get(header::RANGE).map(|v| v.to_str()) {
-        Some(Ok(v)) => Some(http::parse_range(v, size)?),
-        Some(Err(_)) => {
-            return Err(super::ApiError::RangeNotSatisfiable(
-                "non-ASCII Range".into(),
-                Some(size),
-            ));
-        }
-        None => None,
-    };
     let length = range.map_or(size, |r| r.end - r.start + 1);
     builder = builder.header(header::CONTENT_LENGTH, length);
     if let Some(r) = range {
@@ -35,15 +37,14 @@ pub async fn get(state: &AppState, name: &RepoName, digest: &Digest, req: &Head)
             value(format!("bytes {}-{}/{size}", r.start, r.end)),
         );
     }
-    let body = if req.method() == Method::HEAD {
-        Body::empty()
-    } else {
-        Body::from_stream(state.content.open_blob(digest, range).await?)
+    let body = match blob.stream {
+        Some(stream) => Body::from_stream(stream),
+        None => Body::empty(),
     };
     Ok(builder.body(body).unwrap_or_default())
 }
 
 pub async fn delete(state: &AppState, name: &RepoName, digest: &Digest) -> ApiResult {
-    state.content.delete_blob(name, digest).await?;
+    state.store.delete_blob(name, digest).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -20,8 +20,6 @@ pub enum ApiError {
     UploadInvalid(String),
     #[error("{0}")]
     SizeInvalid(String),
-    #[error("requested range not satisfiable: {0}")]
-    RangeNotSatisfiable(String, Option<u64>),
     #[error("{0}")]
     PaginationInvalid(String),
     #[error("method {0} is not allowed on this endpoint")]
@@ -62,6 +60,8 @@ pub const PAGINATION_NUMBER_INVALID: Code =
 pub const UNAUTHORIZED: Code = code("UNAUTHORIZED", StatusCode::UNAUTHORIZED);
 pub const DENIED: Code = code("DENIED", StatusCode::FORBIDDEN);
 pub const TOOMANYREQUESTS: Code = code("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS);
+/// distribution answers an unsatisfiable blob range this way.
+pub const RANGE_NOT_SATISFIABLE: Code = code("BLOB_UNKNOWN", StatusCode::RANGE_NOT_SATISFIABLE);
 pub const NOT_FOUND: Code = code("NOT_FOUND", StatusCode::NOT_FOUND);
 pub const UNKNOWN: Code = code("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR);
 /// The spec has no code for it; the status and message say what happened.
@@ -87,6 +87,7 @@ impl ApiError {
                     code("BLOB_UPLOAD_INVALID", StatusCode::RANGE_NOT_SATISFIABLE)
                 }
                 C::Body(_) => BLOB_UPLOAD_INVALID,
+                C::RangeNotSatisfiable { .. } => RANGE_NOT_SATISFIABLE,
                 C::DeleteDisabled | C::ReadOnly => UNSUPPORTED,
                 C::Storage(StorageError::Full { .. }) => STORAGE_FULL,
                 C::Storage(_) => UNKNOWN,
@@ -101,9 +102,6 @@ impl ApiError {
             ApiError::DigestInvalid(_) => DIGEST_INVALID,
             ApiError::UploadInvalid(_) => BLOB_UPLOAD_INVALID,
             ApiError::SizeInvalid(_) => SIZE_INVALID,
-            ApiError::RangeNotSatisfiable(..) => {
-                code("BLOB_UNKNOWN", StatusCode::RANGE_NOT_SATISFIABLE)
-            }
             ApiError::PaginationInvalid(_) => PAGINATION_NUMBER_INVALID,
             ApiError::MethodNotAllowed(_) => UNSUPPORTED,
             ApiError::Unauthorized { .. } => UNAUTHORIZED,
@@ -134,7 +132,7 @@ impl IntoResponse for ApiError {
             body.to_string(),
         )
             .into_response();
-        if let ApiError::RangeNotSatisfiable(_, Some(size)) = &self
+        if let ApiError::Content(ContentError::RangeNotSatisfiable { size, .. }) = &self
             && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
         {
             resp.headers_mut().insert(header::CONTENT_RANGE, v);

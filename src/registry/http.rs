@@ -1,11 +1,10 @@
-//! Small pure helpers for the HTTP API: byte ranges, `Content-Range`, pagination
+//! Small pure helpers for the HTTP API: `Content-Range` of upload chunks, pagination
 //! parameters, absolute URLs behind proxies, and response header building.
 
 use axum::http::response::Builder;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 
 use super::error::ApiError;
-use crate::content::BlobRange;
 use crate::oci::Digest;
 
 pub const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
@@ -14,39 +13,6 @@ pub const UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid"
 pub const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 pub const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
-
-/// Parses a request `Range: bytes=a-b` header against a blob of `size` bytes.
-/// Supports one range, including open-ended (`a-`) and suffix (`-n`) forms.
-pub fn parse_range(value: &str, size: u64) -> Result<BlobRange, ApiError> {
-    let bad = || ApiError::RangeNotSatisfiable(value.to_owned(), Some(size));
-    let spec = value.trim().strip_prefix("bytes=").ok_or_else(bad)?;
-    if spec.contains(',') {
-        return Err(bad());
-    }
-    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
-    let (a, b) = (a.trim(), b.trim());
-    let (start, end) = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| bad())?;
-        if n == 0 {
-            return Err(bad());
-        }
-        (size.saturating_sub(n), size.checked_sub(1).ok_or_else(bad)?)
-    } else {
-        let start: u64 = a.parse().map_err(|_| bad())?;
-        let end = if b.is_empty() {
-            size.saturating_sub(1)
-        } else {
-            b.parse::<u64>()
-                .map_err(|_| bad())?
-                .min(size.saturating_sub(1))
-        };
-        (start, end)
-    };
-    if start >= size || end < start {
-        return Err(bad());
-    }
-    Ok(BlobRange { start, end })
-}
 
 /// Parses an upload chunk's `Content-Range: <start>-<end>` (a `bytes ` prefix is tolerated).
 /// Returns the start offset and the chunk length.
@@ -155,26 +121,6 @@ pub fn value(s: impl AsRef<str>) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges() {
-        let r = |s, size| parse_range(s, size).map(|r| (r.start, r.end));
-        assert_eq!(r("bytes=0-9", 100).unwrap(), (0, 9));
-        assert_eq!(r("bytes=90-", 100).unwrap(), (90, 99));
-        assert_eq!(r("bytes=-10", 100).unwrap(), (90, 99));
-        assert_eq!(r("bytes=95-200", 100).unwrap(), (95, 99));
-        for bad in [
-            "bytes=100-",
-            "bytes=5-1",
-            "bytes=a-b",
-            "items=0-1",
-            "bytes=0-1,3-4",
-            "bytes=-0",
-        ] {
-            assert!(r(bad, 100).is_err(), "{bad}");
-        }
-        assert!(r("bytes=0-0", 0).is_err());
-    }
 
     #[test]
     fn content_ranges() {

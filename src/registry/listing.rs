@@ -19,7 +19,7 @@ pub async fn tags(state: &AppState, name: &RepoName, req: &Head) -> ApiResult {
     let params = query(req);
     let n = parse_n(param(&params, "n"))?;
     let all = state
-        .content
+        .store
         .tags(name)
         .await?
         .into_iter()
@@ -38,7 +38,7 @@ pub async fn catalog(state: &AppState, req: &Head, caller: &Caller) -> ApiResult
     let n = parse_n(param(&params, "n"))?.or(Some(DEFAULT_CATALOG_PAGE));
     // Only what the caller may pull is listed.
     let visible = state
-        .content
+        .store
         .repositories()
         .await?
         .into_iter()
@@ -60,7 +60,7 @@ pub async fn referrers(
 ) -> ApiResult {
     let params = query(req);
     let filter = param(&params, "artifactType");
-    let manifests = state.content.referrers(name, subject, filter).await?;
+    let manifests = state.store.referrers(name, subject, filter).await?;
     let body =
         serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
     let mut resp = ([(header::CONTENT_TYPE, OCI_INDEX)], body.to_string()).into_response();

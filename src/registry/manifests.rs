@@ -17,13 +17,14 @@ pub async fn get(
     reference: &Reference,
     req: &Head,
 ) -> ApiResult {
-    let m = state.content.get_manifest(name, reference).await?;
+    let head = req.method() == Method::HEAD;
+    let m = state.store.read_manifest(name, reference, head).await?;
     let (builder, fresh) = http::digest_response(&m.digest, &m.media_type, req.headers());
     if fresh {
         return Ok(builder.body(Body::empty()).unwrap_or_default());
     }
-    let builder = builder.header(header::CONTENT_LENGTH, m.bytes.len());
-    let body = if req.method() == Method::HEAD {
+    let builder = builder.header(header::CONTENT_LENGTH, m.size);
+    let body = if head {
         Body::empty()
     } else {
         Body::from(m.bytes)
@@ -45,7 +46,7 @@ pub async fn put(
         .map(|(_, v)| v.parse::<Tag>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ApiError::Route(RouteError::Reference(e)))?;
-    let limit = state.content.options.max_manifest_size;
+    let limit = state.store.max_manifest_size();
     let too_large = |size| ApiError::Content(ContentError::ManifestTooLarge { size, limit });
     let declared = req
         .headers()
@@ -72,7 +73,7 @@ pub async fn put(
         }
     }
     let stored = state
-        .content
+        .store
         .put_manifest(
             name,
             reference,
@@ -103,6 +104,6 @@ pub async fn put(
 }
 
 pub async fn delete(state: &AppState, name: &RepoName, reference: &Reference) -> ApiResult {
-    state.content.delete_manifest(name, reference).await?;
+    state.store.delete_manifest(name, reference).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

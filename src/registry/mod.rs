@@ -29,7 +29,7 @@ use futures::{StreamExt, TryStreamExt};
 use tracing::Instrument;
 
 use crate::auth::Authenticator;
-use crate::content::{Content, ContentError};
+use crate::content::{ContentError, Store};
 use crate::oci::{NameError, Route, RouteError, path};
 use access::Caller;
 use error::ApiError;
@@ -38,7 +38,8 @@ use http::{API_VERSION, UrlBase};
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
-    pub content: Content,
+    /// The registry's content: local, or the pull-through cache in front of it.
+    pub store: Arc<dyn Store>,
     pub urls: UrlBase,
     /// `None` when `auth` is not configured: everyone may do everything.
     pub auth: Option<Arc<Authenticator>>,
@@ -201,8 +202,8 @@ async fn dispatch(
 }
 
 /// The request body as the content layer consumes it.
-fn body_stream(body: Body) -> impl crate::content::BodyStream {
-    body.into_data_stream().map_err(io::Error::other)
+fn body_stream(body: Body) -> crate::content::Body {
+    body.into_data_stream().map_err(io::Error::other).boxed()
 }
 
 /// Query parameters, decoded.

@@ -30,7 +30,7 @@ pub async fn start(
                 .parse()
                 .map_err(|e| ApiError::Route(crate::oci::RouteError::Name(e)))?;
             if caller.may(Action::Pull, from.as_str())
-                && state.content.mount_blob(name, &digest, &from).await?
+                && state.store.mount_blob(name, &digest, &from).await?
             {
                 return Ok(created(state, req.headers(), name, &digest));
             }
@@ -38,12 +38,12 @@ pub async fn start(
     }
     if let Some(digest) = param(&params, "digest").map(parse_digest).transpose()? {
         state
-            .content
+            .store
             .put_blob(name, &digest, body_stream(body))
             .await?;
         return Ok(created(state, req.headers(), name, &digest));
     }
-    let id = state.content.start_upload(name).await?;
+    let id = state.store.start_upload(name).await?;
     Ok(accepted(
         state,
         req.headers(),
@@ -55,7 +55,7 @@ pub async fn start(
 }
 
 pub async fn status(state: &AppState, name: &RepoName, id: &str, req: &Head) -> ApiResult {
-    let offset = state.content.upload_offset(name, id).await?;
+    let offset = state.store.upload_offset(name, id).await?;
     Ok(accepted(
         state,
         req.headers(),
@@ -75,7 +75,7 @@ pub async fn patch(
 ) -> ApiResult {
     let range = chunk_range(req.headers())?;
     let offset = state
-        .content
+        .store
         .append_upload(name, id, range, body_stream(body))
         .await?;
     Ok(accepted(
@@ -104,14 +104,14 @@ pub async fn put(
     // A final chunk may carry a Content-Range; it must continue where the upload is.
     let range = chunk_range(req.headers())?;
     state
-        .content
+        .store
         .complete_upload(name, id, &digest, range, body_stream(body))
         .await?;
     Ok(created(state, req.headers(), name, &digest))
 }
 
 pub async fn cancel(state: &AppState, name: &RepoName, id: &str) -> ApiResult {
-    state.content.cancel_upload(name, id).await?;
+    state.store.cancel_upload(name, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -67,7 +67,7 @@ impl App {
         let urls = UrlBase::default();
         App {
             router: router(AppState {
-                content,
+                store: Arc::new(content),
                 urls,
                 auth,
             }),

@@ -178,12 +178,39 @@ pub struct HtpasswdConfig {
     pub path: Option<PathBuf>,
 }
 
+/// `proxy`: registry:2's single upstream (`remoteurl`, `username`, `password`, `ttl`), or
+/// Dockyard's list of `upstreams` routed by host.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ProxyConfig {
     pub remoteurl: Option<String>,
     pub username: Option<String>,
     pub password: Option<String>,
     pub ttl: Option<String>,
+    /// Dockyard extension: several upstreams, routed by `?ns=` or a `/v2/<host>/` prefix.
+    pub upstreams: Option<Vec<UpstreamConfig>>,
+    /// Dockyard extension: how long a tag is trusted before it is checked upstream again.
+    pub freshness: Option<String>,
+}
+
+/// One upstream of a mirror (a Dockyard extension).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UpstreamConfig {
+    /// The registry host clients name: `docker.io`, `ghcr.io`, `registry.example.com:5000`.
+    pub host: String,
+    /// Endpoints to try in order; default `https://<host>` (`https://registry-1.docker.io`
+    /// for docker.io).
+    #[serde(default, deserialize_with = "lenient::string_list")]
+    pub urls: Vec<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A PEM file of CAs to trust for this upstream, besides the system's.
+    pub ca: Option<PathBuf>,
+    /// Skip certificate verification (a lab upstream with a self-signed certificate).
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub insecure: bool,
+    /// Requests without `?ns=` or a host prefix go here (docker's `registry-mirrors`).
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub default: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod content;
 pub mod oci;
 pub mod operator;
+pub mod proxy;
 pub mod registry;
 pub mod serve;
 pub mod server;

@@ -109,9 +109,8 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 pub fn build_state(
     config: &Config,
 ) -> Result<(AppState, Content, String, Option<FsDriver>), ServeError> {
-    if config.proxy.as_ref().is_some_and(|p| p.remoteurl.is_some()) {
-        return Err(ServeError::Unsupported("proxy (pull-through cache)"));
-    }
+    let mirror =
+        crate::proxy::Settings::from_config(config.proxy.as_ref()).map_err(ConfigError::Invalid)?;
     let (driver, location, fs): (Arc<dyn Driver>, String, _) =
         match config.storage_kind(&default_root())? {
             StorageKind::Filesystem(root) => {
@@ -141,16 +140,13 @@ pub fn build_state(
         tls: TlsSettings::from_config(&config.http)?.is_some(),
     };
     let content = Content::new(driver, options);
-    Ok((
-        AppState {
-            store: Arc::new(content.clone()),
-            urls,
-            auth,
-        },
-        content,
-        location,
-        fs,
-    ))
+    let store: Arc<dyn crate::content::Store> = match mirror {
+        Some(settings) => Arc::new(
+            crate::proxy::Mirror::new(content.clone(), settings).map_err(ConfigError::Invalid)?,
+        ),
+        None => Arc::new(content.clone()),
+    };
+    Ok((AppState { store, urls, auth }, content, location, fs))
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.

@@ -126,6 +126,17 @@ impl Content {
         self.exists(&layout::blob_data(digest)).await
     }
 
+    /// Links a blob whose bytes are stored (fetched for another repository) into `name`;
+    /// false when its bytes are not stored.
+    pub(crate) async fn link_stored_blob(&self, name: &RepoName, digest: &Digest) -> Result<bool> {
+        if !self.blob_stored(digest).await? {
+            return Ok(false);
+        }
+        self.write_link(&layout::layer_link(name, digest), digest)
+            .await?;
+        Ok(true)
+    }
+
     /// Links an existing blob of repository `from` into `name` (cross-repository mount).
     /// Returns false, changing nothing, when `from` does not have the blob.
     pub async fn mount_blob(

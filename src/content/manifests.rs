@@ -114,6 +114,39 @@ impl Content {
         })
     }
 
+    /// Stores a manifest fetched by the pull-through cache: its exact bytes (already checked
+    /// against `digest`), the type it was served as, and `tag` if given. Its blobs are fetched
+    /// when asked for, so they are not required here.
+    pub(crate) async fn cache_manifest(
+        &self,
+        name: &RepoName,
+        digest: &Digest,
+        tag: Option<&Tag>,
+        bytes: Bytes,
+        media_type: &str,
+    ) -> Result<()> {
+        let declared = manifest::declared_media_type(&bytes);
+        if !self.blob_stored(digest).await? {
+            self.driver
+                .put_content(&layout::blob_data(digest), bytes)
+                .await?;
+        }
+        if declared.as_deref() != Some(media_type) && manifest::is_manifest_type(media_type) {
+            self.driver
+                .put_content(
+                    &layout::manifest_media_type(name, digest),
+                    Bytes::from(media_type.to_owned()),
+                )
+                .await?;
+        }
+        self.write_link(&layout::revision_link(name, digest), digest)
+            .await?;
+        if let Some(tag) = tag {
+            self.write_tag(name, tag, digest).await?;
+        }
+        Ok(())
+    }
+
     /// Points `tag` at `digest`. The current link is written first, so a crash leaves the
     /// tag at its old manifest or its new one; the index link (history) follows.
     async fn write_tag(&self, name: &RepoName, tag: &Tag, digest: &Digest) -> Result<()> {

@@ -58,6 +58,12 @@ pub enum ContentError {
     RangeNotSatisfiable { range: String, size: u64 },
     #[error("request body ended early: {0}")]
     Body(io::Error),
+    #[error("this registry is a pull-through cache: it does not accept pushes or deletes")]
+    Mirror,
+    #[error("{0}")]
+    Upstream(#[from] crate::proxy::UpstreamError),
+    #[error("{0}")]
+    UnknownUpstream(#[from] crate::proxy::settings::RouteError),
     #[error("deleting is disabled on this registry (storage.delete.enabled)")]
     DeleteDisabled,
     #[error("the registry is in read-only mode (storage.maintenance.readonly)")]

@@ -19,6 +19,13 @@ pub type Body = BoxStream<'static, io::Result<Bytes>>;
 /// What the HTTP API reads and writes.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The name this store knows a requested repository by, given containerd's `?ns=`
+    /// (the registry host the client asked for). A local registry ignores `ns`; a mirror
+    /// routes by it and refuses hosts it does not mirror.
+    fn local_name(&self, name: RepoName, _ns: Option<&str>) -> Result<RepoName> {
+        Ok(name)
+    }
+
     /// A blob of `name`: its size and, unless `want` is a HEAD, the bytes asked for.
     async fn read_blob(
         &self,

@@ -236,20 +236,58 @@ impl Content {
             Some(s) if s.offset == offset && s.hasher.algorithm() == digest.algorithm() => s,
             _ => self.rehash(name, id, digest.algorithm()).await?,
         };
-        let actual = hash.hasher.finish();
-        if &actual != digest {
+        self.commit_upload(name, id, digest, hash.hasher.finish())
+            .await
+    }
+
+    /// Moves a session's bytes into place as blob `expected`, linked into `name`, if they
+    /// hashed to it (`actual`); otherwise discards the session. Every blob, pushed or fetched
+    /// by the pull-through cache, is committed here.
+    pub(crate) async fn commit_upload(
+        &self,
+        name: &RepoName,
+        id: &str,
+        expected: &Digest,
+        actual: Digest,
+    ) -> Result<()> {
+        if &actual != expected {
             self.discard_upload(name, id).await?;
             return Err(ContentError::DigestMismatch {
-                expected: digest.clone(),
+                expected: expected.clone(),
                 actual,
             });
         }
         self.driver
-            .rename(&layout::upload_data(name, id), &layout::blob_data(digest))
+            .rename(&layout::upload_data(name, id), &layout::blob_data(expected))
             .await?;
-        self.write_link(&layout::layer_link(name, digest), digest)
+        self.write_link(&layout::layer_link(name, expected), expected)
             .await?;
         self.discard_upload(name, id).await
+    }
+
+    /// A new session and a writer to its data, for a writer that hashes by itself (the
+    /// pull-through cache); finish with [`Content::commit_upload`].
+    pub(crate) async fn open_upload(
+        &self,
+        name: &RepoName,
+    ) -> Result<(String, Box<dyn crate::storage::FileWriter>)> {
+        let id = self.start_upload(name).await?;
+        let writer = self.driver.writer(&layout::upload_data(name, &id)).await?;
+        Ok((id, writer))
+    }
+
+    /// Reads `len` bytes of a session's data from `offset`, while it is being written.
+    pub(crate) async fn read_upload(
+        &self,
+        name: &RepoName,
+        id: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<crate::storage::ByteStream> {
+        Ok(self
+            .driver
+            .reader(&layout::upload_data(name, id), offset, Some(len))
+            .await?)
     }
 
     /// Cancels a session and deletes what it received.

@@ -41,6 +41,29 @@ impl Route {
             | Route::Referrers { name, .. } => Some(name),
         }
     }
+
+    /// The same route with its repository name mapped (a mirror's routing by `?ns=`).
+    pub fn map_name<E>(self, f: impl FnOnce(RepoName) -> Result<RepoName, E>) -> Result<Route, E> {
+        Ok(match self {
+            Route::Base => Route::Base,
+            Route::Catalog => Route::Catalog,
+            Route::Tags { name } => Route::Tags { name: f(name)? },
+            Route::Manifest { name, reference } => Route::Manifest {
+                name: f(name)?,
+                reference,
+            },
+            Route::Blob { name, digest } => Route::Blob {
+                name: f(name)?,
+                digest,
+            },
+            Route::UploadStart { name } => Route::UploadStart { name: f(name)? },
+            Route::Upload { name, id } => Route::Upload { name: f(name)?, id },
+            Route::Referrers { name, digest } => Route::Referrers {
+                name: f(name)?,
+                digest,
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

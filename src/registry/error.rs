@@ -64,6 +64,8 @@ pub const TOOMANYREQUESTS: Code = code("TOOMANYREQUESTS", StatusCode::TOO_MANY_R
 pub const RANGE_NOT_SATISFIABLE: Code = code("BLOB_UNKNOWN", StatusCode::RANGE_NOT_SATISFIABLE);
 pub const NOT_FOUND: Code = code("NOT_FOUND", StatusCode::NOT_FOUND);
 pub const UNKNOWN: Code = code("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR);
+/// The spec has no code for a failed upstream: the status and message say what happened.
+pub const UPSTREAM_FAILED: Code = code("UNKNOWN", StatusCode::BAD_GATEWAY);
 /// The spec has no code for it; the status and message say what happened.
 pub const STORAGE_FULL: Code = code("UNKNOWN", StatusCode::INSUFFICIENT_STORAGE);
 
@@ -88,7 +90,9 @@ impl ApiError {
                 }
                 C::Body(_) => BLOB_UPLOAD_INVALID,
                 C::RangeNotSatisfiable { .. } => RANGE_NOT_SATISFIABLE,
-                C::DeleteDisabled | C::ReadOnly => UNSUPPORTED,
+                C::DeleteDisabled | C::ReadOnly | C::Mirror => UNSUPPORTED,
+                C::UnknownUpstream(_) => NAME_UNKNOWN,
+                C::Upstream(e) => upstream_code(e),
                 C::Storage(StorageError::Full { .. }) => STORAGE_FULL,
                 C::Storage(_) => UNKNOWN,
             },
@@ -119,6 +123,21 @@ impl ApiError {
             ApiError::Content(ContentError::Storage(_)) => "internal storage error".to_owned(),
             other => other.to_string(),
         }
+    }
+}
+
+/// How an upstream's failure reaches the client of a mirror: its 429 as 429 (with its
+/// `Retry-After`), content it does not have as unknown, anything else as 502.
+fn upstream_code(e: &crate::proxy::UpstreamError) -> Code {
+    use crate::proxy::UpstreamError as U;
+    match e {
+        U::Status { status: 429, .. } => TOOMANYREQUESTS,
+        U::Status { status: 404, .. } => NOT_FOUND,
+        U::Status {
+            status: 401 | 403, ..
+        }
+        | U::Unauthorized { .. } => DENIED,
+        U::Status { .. } | U::Unreachable { .. } => UPSTREAM_FAILED,
     }
 }
 
@@ -153,7 +172,15 @@ impl IntoResponse for ApiError {
         {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
-        if let ApiError::TooManyRequests { retry_after } = &self
+        let retry = match &self {
+            ApiError::TooManyRequests { retry_after } => Some(*retry_after),
+            ApiError::Content(ContentError::Upstream(crate::proxy::UpstreamError::Status {
+                retry_after,
+                ..
+            })) => *retry_after,
+            _ => None,
+        };
+        if let Some(retry_after) = retry
             && let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);

@@ -33,7 +33,7 @@ use crate::content::{ContentError, Store};
 use crate::oci::{NameError, Route, RouteError, path};
 use access::Caller;
 use error::ApiError;
-use http::{API_VERSION, UrlBase};
+use http::{API_VERSION, OCI_NAMESPACE, UrlBase};
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -144,8 +144,19 @@ async fn handle(state: &AppState, head: &Head, body: Body, client: Option<IpAddr
             });
         }
     };
+    // containerd's `?ns=<host>` names the registry the client asked for: a mirror routes by
+    // it (and the answer echoes it); a registry ignores it.
+    let ns = query(head)
+        .into_iter()
+        .find(|(k, _)| k == "ns")
+        .map(|(_, v)| v);
+    let route = route.map_name(|name| state.store.local_name(name, ns.as_deref()))?;
     caller.authorize(&route, head.method())?;
-    dispatch(state, route, head, body, &caller).await
+    let mut resp = dispatch(state, route, head, body, &caller).await?;
+    if let Some(ns) = ns.and_then(|ns| HeaderValue::from_str(&ns).ok()) {
+        resp.headers_mut().insert(OCI_NAMESPACE, ns);
+    }
+    Ok(resp)
 }
 
 async fn dispatch(

@@ -338,6 +338,11 @@ impl FileWriter for FsWriter {
         }
     }
 
+    async fn flush(&mut self) -> Result<()> {
+        self.flush_batch().await?;
+        self.wait_pending().await
+    }
+
     async fn cancel(mut self: Box<Self>) -> Result<()> {
         self.batch.clear();
         // A failed batch is what is being cancelled: its error does not matter here.

@@ -170,6 +170,13 @@ impl FileWriter for MemoryWriter {
         Ok(())
     }
 
+    async fn flush(&mut self) -> Result<()> {
+        let now = SystemTime::now();
+        let content = Bytes::copy_from_slice(&self.buf);
+        self.driver.lock().insert(self.path.clone(), (content, now));
+        Ok(())
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         let MemoryWriter { driver, path, buf } = *self;
         driver

@@ -96,6 +96,9 @@ pub trait FileWriter: Send {
     async fn write(&mut self, data: Bytes) -> Result<()>;
     /// Size of the object including everything written so far.
     fn size(&self) -> u64;
+    /// Makes what was written so far readable through [`Driver::reader`] (not necessarily
+    /// durable), for readers that follow a write in progress.
+    async fn flush(&mut self) -> Result<()>;
     /// Flushes and makes everything written durable. On failure nothing written through
     /// this writer is kept.
     async fn commit(self: Box<Self>) -> Result<()>;

@@ -64,6 +64,15 @@ async fn suite(d: &dyn Driver) {
     assert_eq!(read_all(d, "/up/data", 6, Some(5)).await, b"world");
     assert_eq!(read_all(d, "/up/data", all.len() as u64, None).await, b"");
 
+    // A flush makes written bytes readable before the commit.
+    let mut w = d.writer("/follow/data").await.unwrap();
+    w.write(Bytes::from_static(b"early")).await.unwrap();
+    w.flush().await.unwrap();
+    assert_eq!(read_all(d, "/follow/data", 0, None).await, b"early");
+    w.write(Bytes::from_static(b" late")).await.unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(read_all(d, "/follow/data", 0, None).await, b"early late");
+
     // A cancelled writer leaves the object as it was, even after large writes.
     let before = all.len() as u64;
     let mut w = d.writer("/up/data").await.unwrap();

@@ -1,0 +1,331 @@
+//! Cold blobs, fetched once however many clients ask (single-flight per digest). The fetch
+//! runs in a task of its own, so a client that disconnects does not abort it for the others:
+//! it streams the upstream's body into an upload session of the local store, hashing as it
+//! goes, and publishes how far it has written. Every client (the first and those that come
+//! mid-download) reads the session's data up to that point and follows it; after the commit
+//! (only when the digest matches) the rest comes from the stored blob. Nothing is buffered
+//! whole: memory holds one chunk in flight per reader.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use http_body_util::BodyExt;
+use tokio::sync::watch;
+
+use super::upstream::Upstream;
+use crate::content::{BlobRange, Content};
+use crate::oci::{Digest, RepoName};
+use crate::storage::ByteStream;
+
+/// Bytes gathered before they are made readable, unless the upstream pauses first.
+const FLUSH_EVERY: usize = 256 << 10;
+
+/// How far a fetch has come.
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    /// The blob's size, once the upstream has answered.
+    size: Option<u64>,
+    /// Bytes readable in the upload session.
+    written: u64,
+    /// `Some(Ok)` once committed, `Some(Err)` when it failed.
+    done: Option<Result<(), String>>,
+}
+
+/// One fetch in progress.
+pub struct Flight {
+    name: RepoName,
+    upload: String,
+    progress: watch::Receiver<Progress>,
+}
+
+/// The fetches in progress of one mirror, by digest.
+#[derive(Default)]
+pub struct Flights {
+    running: Mutex<HashMap<Digest, Arc<Flight>>>,
+}
+
+impl Flights {
+    /// Joins the fetch of `digest`, starting it (for `name`, from `remote` upstream) if none
+    /// runs. The flag is true when this call joined a fetch that was already running.
+    pub async fn join(
+        self: &Arc<Self>,
+        content: &Content,
+        upstream: &Arc<Upstream>,
+        name: &RepoName,
+        remote: &str,
+        digest: &Digest,
+    ) -> crate::content::Result<(Arc<Flight>, bool)> {
+        if let Some(f) = self.lock().get(digest) {
+            return Ok((f.clone(), true));
+        }
+        let (upload, writer) = content.open_upload(name).await?;
+        let (tx, rx) = watch::channel(Progress::default());
+        let flight = Arc::new(Flight {
+            name: name.clone(),
+            upload: upload.clone(),
+            progress: rx,
+        });
+        {
+            let mut running = self.lock();
+            if let Some(f) = running.get(digest) {
+                // Another request started it meanwhile: use that one.
+                let f = f.clone();
+                drop(running);
+                let content = content.clone();
+                let name = name.clone();
+                tokio::spawn(async move {
+                    let _ = writer.cancel().await;
+                    let _ = content.discard_upload(&name, &upload).await;
+                });
+                return Ok((f, true));
+            }
+            running.insert(digest.clone(), flight.clone());
+        }
+        let fetch = Fetch {
+            content: content.clone(),
+            upstream: upstream.clone(),
+            name: name.clone(),
+            remote: remote.to_owned(),
+            digest: digest.clone(),
+            upload,
+        };
+        let flights = self.clone();
+        let digest = digest.clone();
+        tokio::spawn(async move {
+            fetch.run(writer, tx).await;
+            flights.lock().remove(&digest);
+        });
+        Ok((flight, false))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Flight>>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Flight {
+    /// The blob's size, once the upstream answered; the fetch's error if it failed first.
+    pub async fn size(&self) -> Result<u64, String> {
+        let mut rx = self.progress.clone();
+        loop {
+            {
+                let p = rx.borrow_and_update();
+                if let Some(size) = p.size {
+                    return Ok(size);
+                }
+                if let Some(Err(e)) = &p.done {
+                    return Err(e.clone());
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err("the fetch stopped".into());
+            }
+        }
+    }
+
+    /// The bytes of `range` (all of them if none), as they arrive.
+    pub fn stream(
+        self: Arc<Self>,
+        content: Content,
+        digest: Digest,
+        range: BlobRange,
+    ) -> ByteStream {
+        let state = Reader {
+            flight: self,
+            content,
+            digest,
+            pos: range.start,
+            end: range.end + 1,
+            current: None,
+        };
+        futures::stream::unfold(state, |mut r| async move {
+            let item = r.next().await?;
+            Some((item, r))
+        })
+        .boxed()
+    }
+}
+
+/// A client's position in a fetch.
+struct Reader {
+    flight: Arc<Flight>,
+    content: Content,
+    digest: Digest,
+    pos: u64,
+    end: u64,
+    current: Option<ByteStream>,
+}
+
+impl Reader {
+    async fn next(&mut self) -> Option<io::Result<Bytes>> {
+        loop {
+            if self.pos >= self.end {
+                return None;
+            }
+            if let Some(stream) = &mut self.current {
+                match stream.next().await {
+                    Some(Ok(chunk)) => {
+                        self.pos += chunk.len() as u64;
+                        return Some(Ok(chunk));
+                    }
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => self.current = None,
+                }
+                continue;
+            }
+            match self.open().await {
+                Ok(stream) => self.current = Some(stream),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// A stream of what is readable from `pos` now, waiting for more if need be.
+    async fn open(&mut self) -> io::Result<ByteStream> {
+        let mut rx = self.flight.progress.clone();
+        loop {
+            let p = rx.borrow_and_update().clone();
+            match &p.done {
+                Some(Ok(())) => {
+                    let range = BlobRange {
+                        start: self.pos,
+                        end: self.end - 1,
+                    };
+                    return self
+                        .content
+                        .open_blob(&self.digest, Some(range))
+                        .await
+                        .map_err(io::Error::other);
+                }
+                Some(Err(e)) => return Err(io::Error::other(e.clone())),
+                None if p.written > self.pos => {
+                    let len = p.written.min(self.end) - self.pos;
+                    let f = &self.flight;
+                    match self
+                        .content
+                        .read_upload(&f.name, &f.upload, self.pos, len)
+                        .await
+                    {
+                        Ok(stream) => return Ok(stream),
+                        // Committed meanwhile: the next round reads the blob.
+                        Err(e) if matches!(&e, crate::content::ContentError::Storage(s) if s.is_not_found()) =>
+                        {
+                            let _ = rx.changed().await;
+                        }
+                        Err(e) => return Err(io::Error::other(e)),
+                    }
+                }
+                None => {
+                    if rx.changed().await.is_err() {
+                        return Err(io::Error::other("the upstream fetch stopped"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The task that fetches one blob.
+struct Fetch {
+    content: Content,
+    upstream: Arc<Upstream>,
+    name: RepoName,
+    remote: String,
+    digest: Digest,
+    upload: String,
+}
+
+impl Fetch {
+    async fn run(
+        self,
+        mut writer: Box<dyn crate::storage::FileWriter>,
+        tx: watch::Sender<Progress>,
+    ) {
+        let result = self.copy(&mut writer, &tx).await;
+        let result = match result {
+            Ok(actual) => match writer.commit().await {
+                Ok(()) => self
+                    .content
+                    .commit_upload(&self.name, &self.upload, &self.digest, actual)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => {
+                let _ = writer.cancel().await;
+                Err(e)
+            }
+        };
+        if let Err(e) = &result {
+            tracing::warn!(upstream = %self.upstream.host, repository = %self.remote, digest = %self.digest, error = %e, "blob fetch failed; nothing was cached");
+            let _ = self.content.discard_upload(&self.name, &self.upload).await;
+        }
+        tx.send_modify(|p| p.done = Some(result));
+    }
+
+    /// Streams the upstream body into `writer`; returns the digest of what arrived.
+    async fn copy(
+        &self,
+        writer: &mut Box<dyn crate::storage::FileWriter>,
+        tx: &watch::Sender<Progress>,
+    ) -> Result<Digest, String> {
+        let path = format!("/v2/{}/blobs/{}", self.remote, self.digest);
+        let resp = self
+            .upstream
+            .send(axum::http::Method::GET, &path, &self.remote, &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        let size = resp
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        tx.send_modify(|p| p.size = size);
+        let mut hasher = self.digest.algorithm().hasher();
+        let mut body = resp.into_body();
+        let (mut received, mut unflushed) = (0u64, 0usize);
+        loop {
+            // Make the bytes readable whenever the upstream pauses, or every FLUSH_EVERY.
+            let frame = match body.frame().now_or_never() {
+                Some(frame) => frame,
+                None => {
+                    if unflushed > 0 {
+                        writer.flush().await.map_err(|e| e.to_string())?;
+                        tx.send_modify(|p| p.written = received);
+                        unflushed = 0;
+                    }
+                    body.frame().await
+                }
+            };
+            let Some(frame) = frame else { break };
+            let frame = frame.map_err(|e| format!("upstream body: {e}"))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            hasher.update(&data);
+            received += data.len() as u64;
+            unflushed += data.len();
+            writer.write(data).await.map_err(|e| e.to_string())?;
+            if unflushed >= FLUSH_EVERY {
+                writer.flush().await.map_err(|e| e.to_string())?;
+                tx.send_modify(|p| p.written = received);
+                unflushed = 0;
+            }
+        }
+        if let Some(size) = size
+            && received != size
+        {
+            return Err(format!(
+                "upstream sent {received} of {size} bytes before closing"
+            ));
+        }
+        if size.is_none() {
+            tx.send_modify(|p| p.size = Some(received));
+        }
+        writer.flush().await.map_err(|e| e.to_string())?;
+        tx.send_modify(|p| p.written = received);
+        Ok(hasher.finish())
+    }
+}

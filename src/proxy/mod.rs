@@ -1,0 +1,305 @@
+//! The pull-through cache: [`Mirror`], a decorator over [`Content`] that implements the same
+//! [`Store`], so the HTTP handlers do not know whether they serve a registry or a mirror.
+//! It serves what is cached and fetches the rest from the upstreams of [`settings`]:
+//! manifests in [`manifests`], blobs through the single-flight fetches of [`flight`], each
+//! upstream over [`upstream`] with the token flow of [`challenge`]. Pushes and deletes are
+//! refused, as registry:2 does in proxy mode.
+
+pub mod challenge;
+mod flight;
+mod manifests;
+pub mod settings;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use axum::http::{Method, header};
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::BodyExt;
+
+use crate::content::{
+    BlobRange, BlobWant, Body, ChunkRange, Content, ContentError, Manifest, OpenedBlob,
+    PutManifest, Result, Store, resolve_range,
+};
+use crate::oci::manifest::Descriptor;
+use crate::oci::{Digest, Reference, RepoName, Tag};
+use flight::Flights;
+pub use settings::Settings;
+pub use upstream::{Upstream, UpstreamError};
+
+/// A registry mirror over local content.
+pub struct Mirror {
+    local: Content,
+    settings: Settings,
+    upstreams: Vec<Arc<Upstream>>,
+    flights: Arc<Flights>,
+    /// When each (repository, tag) was last checked upstream.
+    validated: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl Mirror {
+    pub fn new(local: Content, settings: Settings) -> std::result::Result<Mirror, String> {
+        let upstreams = settings
+            .upstreams
+            .iter()
+            .map(|spec| {
+                Upstream::new(spec)
+                    .map(Arc::new)
+                    .map_err(|e| format!("upstream {}: {e}", spec.host))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Mirror {
+            local,
+            settings,
+            upstreams,
+            flights: Arc::new(Flights::default()),
+            validated: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The upstream of a stored name and the name there.
+    fn upstream_of(&self, name: &RepoName) -> Result<(Arc<Upstream>, String)> {
+        let route = self.settings.route(name)?;
+        Ok((self.upstreams[route.upstream].clone(), route.remote))
+    }
+
+    async fn blob(&self, name: &RepoName, digest: &Digest, want: BlobWant) -> Result<OpenedBlob> {
+        match self.local.read_blob(name, digest, want.clone()).await {
+            Err(ContentError::BlobUnknown(_)) => {}
+            other => return other,
+        }
+        // Fetched before for another repository: link it here.
+        if self.local.link_stored_blob(name, digest).await? {
+            return self.local.read_blob(name, digest, want).await;
+        }
+        let (upstream, remote) = self.upstream_of(name)?;
+        let not_found = |e: UpstreamError| {
+            if e.is_not_found() {
+                ContentError::BlobUnknown(digest.clone())
+            } else {
+                e.into()
+            }
+        };
+        let range = match want {
+            BlobWant::Head => {
+                // Answered from the upstream, never a false 404 (chained mirrors ask first).
+                let path = format!("/v2/{remote}/blobs/{digest}");
+                let resp = upstream
+                    .send(Method::HEAD, &path, &remote, &[])
+                    .await
+                    .map_err(not_found)?;
+                let size = content_length(resp.headers()).unwrap_or(0);
+                let _ = resp.into_body().collect().await;
+                return Ok(OpenedBlob {
+                    size,
+                    range: None,
+                    stream: None,
+                });
+            }
+            BlobWant::Body { range } => range,
+        };
+        let (flight, joined) = self
+            .flights
+            .join(&self.local, &upstream, name, &remote, digest)
+            .await?;
+        if joined {
+            tracing::debug!(repository = %name, digest = %digest, "joined a fetch in progress");
+        }
+        let size = flight.size().await.map_err(|reason| {
+            if reason.contains("404") {
+                ContentError::BlobUnknown(digest.clone())
+            } else {
+                UpstreamError::Unreachable {
+                    host: upstream.host.clone(),
+                    reason,
+                }
+                .into()
+            }
+        })?;
+        let resolved = match &range {
+            Some(value) => Some(resolve_range(value, size).ok_or_else(|| {
+                ContentError::RangeNotSatisfiable {
+                    range: value.clone(),
+                    size,
+                }
+            })?),
+            None => None,
+        };
+        let whole = BlobRange {
+            start: 0,
+            end: size.saturating_sub(1),
+        };
+        let stream = match size {
+            0 => futures::stream::empty().boxed(),
+            _ => flight.stream(
+                self.local.clone(),
+                digest.clone(),
+                resolved.unwrap_or(whole),
+            ),
+        };
+        Ok(OpenedBlob {
+            size,
+            range: resolved,
+            stream: Some(stream),
+        })
+    }
+
+    /// Tags as the upstream lists them; the cached ones when it cannot answer.
+    async fn upstream_tags(&self, name: &RepoName) -> Result<Vec<Tag>> {
+        let (upstream, remote) = self.upstream_of(name)?;
+        let path = format!("/v2/{remote}/tags/list");
+        let listed = async {
+            let resp = upstream.send(Method::GET, &path, &remote, &[]).await?;
+            let body =
+                resp.into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| UpstreamError::Unreachable {
+                        host: upstream.host.clone(),
+                        reason: e.to_string(),
+                    })?;
+            Ok::<Bytes, UpstreamError>(body.to_bytes())
+        };
+        match listed.await {
+            Ok(body) => {
+                #[derive(serde::Deserialize)]
+                struct List {
+                    tags: Option<Vec<String>>,
+                }
+                let list: List = serde_json::from_slice(&body).unwrap_or(List { tags: None });
+                let mut tags: Vec<Tag> = list
+                    .tags
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|t| t.parse().ok())
+                    .collect();
+                tags.sort();
+                Ok(tags)
+            }
+            Err(e) if e.is_not_found() => Err(ContentError::NameUnknown(name.clone())),
+            Err(e) => match self.local.tags(name).await {
+                Ok(tags) => {
+                    tracing::warn!(repository = %name, error = %e, "upstream unavailable; listing the cached tags");
+                    Ok(tags)
+                }
+                Err(_) => Err(e.into()),
+            },
+        }
+    }
+}
+
+fn content_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+}
+
+#[async_trait]
+impl Store for Mirror {
+    fn local_name(&self, name: RepoName, ns: Option<&str>) -> Result<RepoName> {
+        Ok(self.settings.local_name(&name, ns)?)
+    }
+
+    async fn read_blob(
+        &self,
+        name: &RepoName,
+        digest: &Digest,
+        want: BlobWant,
+    ) -> Result<OpenedBlob> {
+        self.blob(name, digest, want).await
+    }
+
+    async fn read_manifest(
+        &self,
+        name: &RepoName,
+        reference: &Reference,
+        head: bool,
+    ) -> Result<Manifest> {
+        self.manifest(name, reference, head).await
+    }
+
+    async fn tags(&self, name: &RepoName) -> Result<Vec<Tag>> {
+        self.upstream_tags(name).await
+    }
+
+    async fn referrers(
+        &self,
+        name: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        self.local.referrers(name, subject, artifact_type).await
+    }
+
+    async fn repositories(&self) -> Result<Vec<String>> {
+        self.local.repositories().await
+    }
+
+    fn max_manifest_size(&self) -> u64 {
+        self.local.options.max_manifest_size
+    }
+
+    async fn put_manifest(
+        &self,
+        _: &RepoName,
+        _: &Reference,
+        _: &[Tag],
+        _: Bytes,
+        _: Option<&str>,
+    ) -> Result<PutManifest> {
+        Err(ContentError::Mirror)
+    }
+
+    async fn delete_manifest(&self, _: &RepoName, _: &Reference) -> Result<()> {
+        Err(ContentError::Mirror)
+    }
+
+    async fn mount_blob(&self, _: &RepoName, _: &Digest, _: &RepoName) -> Result<bool> {
+        Err(ContentError::Mirror)
+    }
+
+    async fn delete_blob(&self, _: &RepoName, _: &Digest) -> Result<()> {
+        Err(ContentError::Mirror)
+    }
+
+    async fn put_blob(&self, _: &RepoName, _: &Digest, _: Body) -> Result<()> {
+        Err(ContentError::Mirror)
+    }
+
+    async fn start_upload(&self, _: &RepoName) -> Result<String> {
+        Err(ContentError::Mirror)
+    }
+
+    async fn upload_offset(&self, _: &RepoName, _: &str) -> Result<u64> {
+        Err(ContentError::Mirror)
+    }
+
+    async fn append_upload(
+        &self,
+        _: &RepoName,
+        _: &str,
+        _: Option<ChunkRange>,
+        _: Body,
+    ) -> Result<u64> {
+        Err(ContentError::Mirror)
+    }
+
+    async fn complete_upload(
+        &self,
+        _: &RepoName,
+        _: &str,
+        _: &Digest,
+        _: Option<ChunkRange>,
+        _: Body,
+    ) -> Result<()> {
+        Err(ContentError::Mirror)
+    }
+
+    async fn cancel_upload(&self, _: &RepoName, _: &str) -> Result<()> {
+        Err(ContentError::Mirror)
+    }
+}

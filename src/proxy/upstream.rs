@@ -1,0 +1,462 @@
+//! One upstream registry over HTTP: its endpoints tried in order, an endpoint that fails to
+//! answer skipped for a while (a circuit breaker, so a dead upstream does not make every
+//! pull wait), short connect timeouts, redirects followed (blobs live on CDNs), and the
+//! upstream's own credentials: Basic, or Docker tokens fetched from the challenge's realm and
+//! cached per scope until they expire. A client's own credentials never reach it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, header};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::challenge::{self, Challenge};
+use super::settings::UpstreamSpec;
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long an upstream may take to start answering.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an endpoint that failed is skipped.
+const ENDPOINT_COOLDOWN: Duration = Duration::from_secs(30);
+const MAX_REDIRECTS: usize = 5;
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// Why an upstream could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream {host} is unreachable: {reason}")]
+    Unreachable { host: String, reason: String },
+    #[error("upstream {host} answered {status}")]
+    Status {
+        host: String,
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    #[error("upstream {host} refused the mirror's credentials")]
+    Unauthorized { host: String },
+}
+
+impl UpstreamError {
+    /// Whether the upstream said the content does not exist (as opposed to failing).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, UpstreamError::Status { status: 404, .. })
+    }
+}
+
+struct Endpoint {
+    base: String,
+    down_until: Mutex<Option<Instant>>,
+}
+
+/// An upstream registry.
+pub struct Upstream {
+    pub host: String,
+    endpoints: Vec<Endpoint>,
+    credentials: Option<(String, String)>,
+    client: HttpClient,
+    /// Bearer tokens by scope, with when they stop being used.
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl Upstream {
+    pub fn new(spec: &UpstreamSpec) -> Result<Upstream, String> {
+        let client = http_client(spec)?;
+        Ok(Upstream {
+            host: spec.host.clone(),
+            endpoints: spec
+                .endpoints
+                .iter()
+                .map(|base| Endpoint {
+                    base: base.clone(),
+                    down_until: Mutex::new(None),
+                })
+                .collect(),
+            credentials: spec.credentials.clone(),
+            client,
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Sends `method path` (path starts with `/v2/`) to the first endpoint that answers, with
+    /// the upstream's credentials for `repository`. A non-2xx answer is an error.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        repository: &str,
+        accept: &[&str],
+    ) -> Result<hyper::Response<Incoming>, UpstreamError> {
+        let now = Instant::now();
+        let mut last = None;
+        for endpoint in &self.endpoints {
+            let down = *endpoint
+                .down_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if down.is_some_and(|until| until > now) && self.endpoints.len() > 1 {
+                continue;
+            }
+            match self
+                .send_to(&endpoint.base, &method, path, repository, accept)
+                .await
+            {
+                Ok(resp) => {
+                    *endpoint
+                        .down_until
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = None;
+                    return Ok(resp);
+                }
+                Err(e) => {
+                    let endpoint_failed = match &e {
+                        UpstreamError::Unreachable { .. } => true,
+                        UpstreamError::Status { status, .. } => *status == 429 || *status >= 500,
+                        UpstreamError::Unauthorized { .. } => false,
+                    };
+                    if !endpoint_failed {
+                        return Err(e);
+                    }
+                    tracing::warn!(upstream = %self.host, endpoint = %endpoint.base, error = %e, "upstream endpoint failed; trying the next");
+                    *endpoint
+                        .down_until
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) =
+                        Some(Instant::now() + ENDPOINT_COOLDOWN);
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| UpstreamError::Unreachable {
+            host: self.host.clone(),
+            reason: "every endpoint failed recently; retrying later".into(),
+        }))
+    }
+
+    async fn send_to(
+        &self,
+        base: &str,
+        method: &Method,
+        path: &str,
+        repository: &str,
+        accept: &[&str],
+    ) -> Result<hyper::Response<Incoming>, UpstreamError> {
+        let scope = challenge::pull_scope(repository);
+        let url = format!("{base}{path}");
+        let mut auth = self.cached_token(&scope).map(|t| format!("Bearer {t}"));
+        if auth.is_none() {
+            auth = self.basic();
+        }
+        let resp = self.request(method, &url, auth.as_deref(), accept).await?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return self.check(resp);
+        }
+        let offered = resp
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(challenge::parse);
+        let auth = match offered {
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope: asked,
+            }) => {
+                let scope = asked.unwrap_or(scope);
+                let token = self.fetch_token(&realm, service.as_deref(), &scope).await?;
+                format!("Bearer {token}")
+            }
+            Some(Challenge::Basic) if auth.is_none() => {
+                self.basic().ok_or_else(|| self.unauthorized())?
+            }
+            _ => return Err(self.unauthorized()),
+        };
+        let resp = self.request(method, &url, Some(&auth), accept).await?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return Err(self.unauthorized());
+        }
+        self.check(resp)
+    }
+
+    /// One request, following redirects (without credentials to another host).
+    async fn request(
+        &self,
+        method: &Method,
+        url: &str,
+        auth: Option<&str>,
+        accept: &[&str],
+    ) -> Result<hyper::Response<Incoming>, UpstreamError> {
+        let mut url = url.to_owned();
+        let origin = authority(&url).to_owned();
+        for _ in 0..=MAX_REDIRECTS {
+            let uri: Uri = url.parse().map_err(|e| self.unreachable(format!("{e}")))?;
+            let mut req = Request::builder().method(method.clone()).uri(uri);
+            if let Some(auth) = auth.filter(|_| authority(&url) == origin) {
+                req = req.header(header::AUTHORIZATION, auth);
+            }
+            for a in accept {
+                req = req.header(header::ACCEPT, *a);
+            }
+            let req = req
+                .body(Empty::new())
+                .map_err(|e| self.unreachable(e.to_string()))?;
+            let resp = tokio::time::timeout(RESPONSE_TIMEOUT, self.client.request(req))
+                .await
+                .map_err(|_| self.unreachable("no answer in time".into()))?
+                .map_err(|e| self.unreachable(error_chain(&e)))?;
+            if resp.status().is_redirection()
+                && let Some(next) = resp
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+            {
+                url = resolve(&url, next);
+                continue;
+            }
+            return Ok(resp);
+        }
+        Err(self.unreachable("too many redirects".into()))
+    }
+
+    fn check(
+        &self,
+        resp: hyper::Response<Incoming>,
+    ) -> Result<hyper::Response<Incoming>, UpstreamError> {
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(UpstreamError::Status {
+            host: self.host.clone(),
+            status: resp.status().as_u16(),
+            retry_after: retry_after(resp.headers()),
+        })
+    }
+
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<String, UpstreamError> {
+        let mut url = format!("{realm}?scope={}", encode(scope));
+        if let Some(service) = service {
+            url.push_str(&format!("&service={}", encode(service)));
+        }
+        let basic = self.basic();
+        let resp = self
+            .request(&Method::GET, &url, basic.as_deref(), &[])
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.unauthorized());
+        }
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| self.unreachable(e.to_string()))?
+            .to_bytes();
+        let (token, lifetime) = challenge::token(&body).ok_or_else(|| self.unauthorized())?;
+        // Renew a little early, so a token does not expire on its way.
+        let until = Instant::now() + lifetime.saturating_sub(lifetime / 10);
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(scope.to_owned(), (token.clone(), until));
+        Ok(token)
+    }
+
+    fn cached_token(&self, scope: &str) -> Option<String> {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens
+            .get(scope)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(t, _)| t.clone())
+    }
+
+    fn basic(&self) -> Option<String> {
+        self.credentials.as_ref().map(|(u, p)| {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+            format!("Basic {encoded}")
+        })
+    }
+
+    fn unreachable(&self, reason: String) -> UpstreamError {
+        UpstreamError::Unreachable {
+            host: self.host.clone(),
+            reason,
+        }
+    }
+
+    fn unauthorized(&self) -> UpstreamError {
+        UpstreamError::Unauthorized {
+            host: self.host.clone(),
+        }
+    }
+}
+
+fn http_client(spec: &UpstreamSpec) -> Result<HttpClient, String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(ca) = &spec.ca {
+        let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{} is not PEM: {e}", ca.display()))?;
+        roots.add_parsable_certificates(certs);
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let tls = if spec.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(NoVerifier(provider)))
+            .with_no_client_auth()
+    } else {
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.set_nodelay(true);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+use rustls::pki_types::pem::PemObject;
+
+/// Accepts any certificate: only for upstreams configured `insecure`.
+#[derive(Debug)]
+struct NoVerifier(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerifier {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `Retry-After` in seconds.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+fn authority(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+/// A `Location` against the URL it answered: absolute, or a path on the same origin.
+fn resolve(current: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_owned();
+    }
+    let scheme_end = current.find("://").map_or(0, |i| i + 3);
+    let origin_end = current[scheme_end..]
+        .find('/')
+        .map_or(current.len(), |i| scheme_end + i);
+    format!("{}{location}", &current[..origin_end])
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An error with its causes, for a log line that says what happened.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_and_encoding() {
+        assert_eq!(
+            resolve("https://a.example/v2/x/blobs/sha256:1", "/other/path"),
+            "https://a.example/other/path"
+        );
+        assert_eq!(
+            resolve("https://a.example/v2/x", "https://cdn.example/b?sig=1"),
+            "https://cdn.example/b?sig=1"
+        );
+        assert_eq!(authority("http://127.0.0.1:5000/v2/"), "127.0.0.1:5000");
+        assert_eq!(encode("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
+        let mut h = HeaderMap::new();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(30)));
+    }
+}

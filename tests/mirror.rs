@@ -1,0 +1,240 @@
+//! `dockyard serve` as a pull-through cache, with real upstreams on loopback: distribution
+//! 2.8.2 with htpasswd (the mirror's own credentials, as registry:2's `proxy.username`) and
+//! Dockyard itself. Clients pull through the mirror with skopeo and containerd (a hosts.toml
+//! mirror whose `server` is dead, so only the mirror can answer). Checked: identical images,
+//! one upstream GET per blob for 20 concurrent cold pulls (on the upstream's access log),
+//! routing by `?ns=` and by a host prefix with two upstreams, an unknown host refused, a warm
+//! cache served with the upstream down, and pushes refused.
+
+#[allow(
+    dead_code,
+    unused_imports,
+    reason = "each test crate uses a subset of the shared helpers"
+)]
+mod common;
+
+use std::process::Command;
+use std::thread;
+
+use common::containerd::{Containerd, assert_pulled};
+use common::oci::{assert_same_image, write_oci_layout};
+use common::registry::skopeo_copy;
+use common::{Server, Target, http, run};
+use tempfile::TempDir;
+
+/// A distribution 2.8.2 upstream that requires `mirror:mirror-pass`.
+fn distribution_with_auth(dir: &TempDir) -> Server {
+    let htpasswd = dir.path().join("htpasswd");
+    let line = run(Command::new("htpasswd").args(["-Bbn", "-C", "5", "mirror", "mirror-pass"]));
+    std::fs::write(&htpasswd, line.trim()).unwrap();
+    Server::builder()
+        .target(Target::Distribution)
+        .env("REGISTRY_AUTH", "htpasswd")
+        .env("REGISTRY_AUTH_HTPASSWD_REALM", "upstream")
+        .env(
+            "REGISTRY_AUTH_HTPASSWD_PATH",
+            &htpasswd.display().to_string(),
+        )
+        .start()
+}
+
+/// A Dockyard mirror started with `env` (its proxy settings).
+fn mirror(env: &[(&str, &str)]) -> Server {
+    let mut builder = Server::builder().target(Target::Dockyard);
+    for (k, v) in env {
+        builder = builder.env(k, v);
+    }
+    builder.start()
+}
+
+/// Upstream GETs of blobs, from distribution's combined access log.
+fn blob_gets(upstream: &Server) -> Vec<String> {
+    upstream
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_registry2_style_mirror_pulls_through_with_its_own_credentials_once_per_blob() {
+    let dir = TempDir::new().unwrap();
+    let upstream = distribution_with_auth(&dir);
+    let layout = dir.path().join("layout");
+    let image = write_oci_layout(&layout, "v1", &[3 << 20, 200_000, 1000]);
+    skopeo_copy(
+        &["--dest-creds", "mirror:mirror-pass"],
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/library/app:v1", upstream.addr),
+    );
+    let remote = format!("http://{}", upstream.addr);
+    let mirror = mirror(&[
+        ("REGISTRY_PROXY_REMOTEURL", &remote),
+        ("REGISTRY_PROXY_USERNAME", "mirror"),
+        ("REGISTRY_PROXY_PASSWORD", "mirror-pass"),
+    ]);
+    let before = blob_gets(&upstream).len();
+    // 20 clients pull the cold image at once, without credentials of their own.
+    let pulls: Vec<_> = (0..20)
+        .map(|i| {
+            let src = format!("docker://{}/library/app:v1", mirror.addr);
+            let out = dir.path().join(format!("pulled-{i}"));
+            thread::spawn(move || {
+                skopeo_copy(&[], &src, &format!("oci:{}:v1", out.display()));
+                out
+            })
+        })
+        .collect();
+    for pull in pulls {
+        let out = pull.join().unwrap();
+        assert_same_image(&layout, &out, &image.manifest_digest);
+    }
+    let gets = blob_gets(&upstream).len() - before;
+    assert_eq!(
+        gets,
+        image.layer_digests.len() + 1,
+        "one upstream GET per blob (layers and config) for 20 concurrent pulls:\n{}",
+        blob_gets(&upstream).join("\n")
+    );
+    // Pushes to a mirror are refused, as registry:2 does.
+    let resp = http::request(
+        &mirror.addr,
+        "POST",
+        "/v2/library/app/blobs/uploads/",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 405);
+    assert!(resp.text().contains("UNSUPPORTED"), "{}", resp.text());
+}
+
+#[test]
+fn two_upstreams_route_by_ns_and_by_host_prefix_and_unknown_hosts_are_refused() {
+    let dir = TempDir::new().unwrap();
+    let a = Server::builder().target(Target::Dockyard).start();
+    let b = Server::builder().target(Target::Dockyard).start();
+    let (la, lb) = (dir.path().join("a"), dir.path().join("b"));
+    let image_a = write_oci_layout(&la, "v1", &[100_000]);
+    let image_b = write_oci_layout(&lb, "v1", &[120_000]);
+    skopeo_copy(
+        &[],
+        &format!("oci:{}:v1", la.display()),
+        &format!("docker://{}/team/app:v1", a.addr),
+    );
+    skopeo_copy(
+        &[],
+        &format!("oci:{}:v1", lb.display()),
+        &format!("docker://{}/team/app:v1", b.addr),
+    );
+    let config = dir.path().join("mirror.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nproxy:\n  upstreams:\n  - host: a.example\n    urls: [http://{}]\n    default: true\n  - host: b.example\n    urls: [http://{}]\n",
+            a.addr, b.addr
+        ),
+    )
+    .unwrap();
+    let mirror = mirror(&[("DOCKYARD_CONFIG", &config.display().to_string())]);
+
+    // containerd sends ?ns=<host>; its server is dead, so only the mirror can answer.
+    let containerd = Containerd::start();
+    for (host, image) in [("a.example", &image_a), ("b.example", &image_b)] {
+        let hosts = containerd.hosts_dir(host, &mirror.addr);
+        let name = format!("{host}/team/app:v1");
+        run(&mut containerd.ctr(&[
+            "images",
+            "pull",
+            "--hosts-dir",
+            &hosts.display().to_string(),
+            &name,
+        ]));
+        assert_pulled(&containerd, &name, image);
+    }
+    let ns = mirror.access_lines("GET", "ns=b.example");
+    assert!(!ns.is_empty(), "containerd's requests carry ?ns=");
+    let resp = http::request(
+        &mirror.addr,
+        "HEAD",
+        "/v2/team/app/manifests/v1?ns=b.example",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(resp.header("oci-namespace"), Some("b.example"));
+
+    // A host prefix in the name (CRI-O mirror locations), and the default upstream.
+    let out = dir.path().join("by-prefix");
+    skopeo_copy(
+        &[],
+        &format!("docker://{}/b.example/team/app:v1", mirror.addr),
+        &format!("oci:{}:v1", out.display()),
+    );
+    assert_same_image(&lb, &out, &image_b.manifest_digest);
+    let out = dir.path().join("by-default");
+    skopeo_copy(
+        &[],
+        &format!("docker://{}/team/app:v1", mirror.addr),
+        &format!("oci:{}:v1", out.display()),
+    );
+    assert_same_image(&la, &out, &image_a.manifest_digest);
+
+    // Hosts the mirror was not configured for get a clear error, and no request leaves.
+    for path in [
+        "/v2/team/app/manifests/v1?ns=evil.example",
+        "/v2/evil.example/team/app/manifests/v1",
+    ] {
+        let resp = http::request(&mirror.addr, "GET", path, &[], &[]).unwrap();
+        assert_eq!(resp.status, 404, "{path}");
+        assert!(
+            resp.text().contains("no upstream"),
+            "{path}: {}",
+            resp.text()
+        );
+    }
+}
+
+#[test]
+fn a_warm_cache_serves_with_the_upstream_down_and_cold_content_gets_a_clear_error() {
+    let dir = TempDir::new().unwrap();
+    let mut upstream = Server::builder().target(Target::Dockyard).start();
+    let layout = dir.path().join("layout");
+    let image = write_oci_layout(&layout, "v1", &[500_000]);
+    skopeo_copy(
+        &[],
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/library/app:v1", upstream.addr),
+    );
+    let remote = format!("http://{}", upstream.addr);
+    let mirror = mirror(&[
+        ("REGISTRY_PROXY_REMOTEURL", &remote),
+        ("REGISTRY_PROXY_FRESHNESS", "0s"),
+    ]);
+    let src = format!("docker://{}/library/app:v1", mirror.addr);
+    skopeo_copy(
+        &[],
+        &src,
+        &format!("oci:{}:v1", dir.path().join("warm").display()),
+    );
+    upstream.stop();
+    // Freshness 0: the tag is checked upstream on every pull, fails, and the cache answers.
+    let out = dir.path().join("stale");
+    skopeo_copy(&[], &src, &format!("oci:{}:v1", out.display()));
+    assert_same_image(&layout, &out, &image.manifest_digest);
+    assert!(
+        mirror.log().contains("serving the cached tag"),
+        "a stale answer is logged"
+    );
+    let resp = http::request(
+        &mirror.addr,
+        "GET",
+        "/v2/library/other/manifests/v1",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 502);
+    assert!(resp.text().contains("unreachable"), "{}", resp.text());
+}

@@ -238,3 +238,64 @@ fn a_warm_cache_serves_with_the_upstream_down_and_cold_content_gets_a_clear_erro
     assert_eq!(resp.status, 502);
     assert!(resp.text().contains("unreachable"), "{}", resp.text());
 }
+
+#[test]
+fn an_upstream_killed_mid_blob_fails_the_client_caches_nothing_and_the_next_pull_works() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("upstream-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut upstream = Server::builder()
+        .target(Target::Dockyard)
+        .data_dir(&data)
+        .start();
+    let layout = dir.path().join("layout");
+    let image = write_oci_layout(&layout, "v1", &[256 << 20]);
+    skopeo_copy(
+        &[],
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/library/big:v1", upstream.addr),
+    );
+    let remote = format!("http://{}", upstream.addr);
+    let mirror_data = dir.path().join("mirror-data");
+    std::fs::create_dir_all(&mirror_data).unwrap();
+    let mirror = Server::builder()
+        .target(Target::Dockyard)
+        .data_dir(&mirror_data)
+        .env("REGISTRY_PROXY_REMOTEURL", &remote)
+        .start();
+    let layer = image.layer_digests[0].clone();
+    let path = format!("/v2/library/big/blobs/{layer}");
+    // Start reading the cold blob slowly, kill the upstream once bytes flow, then read on.
+    let mut stream = http::connect(&mirror.addr).unwrap();
+    http::write_head(&mut stream, &mirror.addr, "GET", &path, &[], None).unwrap();
+    let mut first = vec![0u8; 64 << 10];
+    std::io::Read::read_exact(&mut stream, &mut first).unwrap();
+    upstream.kill9();
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
+    let received = first.len() + rest.len();
+    assert!(
+        received < (256 << 20) + 1024,
+        "the client must not get a whole blob: {received} bytes"
+    );
+    // Nothing partial is stored under the digest, and no session is left behind.
+    let hex = layer.trim_start_matches("sha256:");
+    let blob = mirror_data.join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}",
+        &hex[..2]
+    ));
+    thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!blob.exists(), "a partial blob was cached");
+    let uploads = mirror_data.join("docker/registry/v2/repositories/library/big/_uploads");
+    let left = std::fs::read_dir(&uploads).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "the failed fetch's session is removed");
+    // The upstream comes back: the next pull works and is identical.
+    upstream.restart_on_same_port();
+    let out = dir.path().join("pulled");
+    skopeo_copy(
+        &[],
+        &format!("docker://{}/library/big:v1", mirror.addr),
+        &format!("oci:{}:v1", out.display()),
+    );
+    assert_same_image(&layout, &out, &image.manifest_digest);
+}

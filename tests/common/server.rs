@@ -195,10 +195,24 @@ impl Server {
         self.spawn();
     }
 
+    /// Starts the server again on the port it had (for clients configured with it), after
+    /// a crash or a stop.
+    pub fn restart_on_same_port(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        let port = self.addr.rsplit(':').next().and_then(|p| p.parse().ok());
+        self.spawn_on(port);
+    }
+
     fn spawn(&mut self) {
+        self.spawn_on(None);
+    }
+
+    fn spawn_on(&mut self, fixed: Option<u16>) {
         for _attempt in 0..3 {
             self.runs += 1;
-            let port = free_port();
+            let port = fixed.unwrap_or_else(free_port);
             self.addr = format!("127.0.0.1:{port}");
             let log = File::create(self.log_path()).unwrap();
             let mut command = self.command();

@@ -4,7 +4,8 @@
 //! mirror whose `server` is dead, so only the mirror can answer). Checked: identical images,
 //! one upstream GET per blob for 20 concurrent cold pulls (on the upstream's access log),
 //! routing by `?ns=` and by a host prefix with two upstreams, an unknown host refused, a warm
-//! cache served with the upstream down, and pushes refused.
+//! cache served with the upstream down, pushes refused, and Docker Hub's token flow against
+//! distribution with `auth.token` and a token issuer of the test's own.
 
 #[allow(
     dead_code,
@@ -12,6 +13,9 @@
     reason = "each test crate uses a subset of the shared helpers"
 )]
 mod common;
+
+#[path = "mirror/token_issuer.rs"]
+mod token_issuer;
 
 use std::process::Command;
 use std::thread;
@@ -298,4 +302,75 @@ fn an_upstream_killed_mid_blob_fails_the_client_caches_nothing_and_the_next_pull
         &format!("oci:{}:v1", out.display()),
     );
     assert_same_image(&layout, &out, &image.manifest_digest);
+}
+
+#[test]
+fn the_docker_token_flow_gets_one_token_per_scope_with_the_mirrors_own_credentials() {
+    let dir = TempDir::new().unwrap();
+    let issuer = token_issuer::TokenIssuer::start(dir.path());
+    let mut builder = Server::builder().target(Target::Distribution);
+    for (k, v) in issuer.registry_env() {
+        builder = builder.env(k, &v);
+    }
+    let upstream = builder.start();
+    let layout = dir.path().join("layout");
+    let image = write_oci_layout(&layout, "v1", &[300_000, 2000]);
+    skopeo_copy(
+        &[],
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{}/library/app:v1", upstream.addr),
+    );
+    let anonymous = issuer.requests.lock().unwrap().len();
+    assert!(anonymous > 0, "the upstream really asks for tokens");
+    let remote = format!("http://{}", upstream.addr);
+    // Who may pull through the mirror is its own htpasswd's business.
+    let htpasswd = dir.path().join("mirror-htpasswd");
+    let line = run(Command::new("htpasswd").args(["-Bbn", "-C", "5", "client", "client-secret"]));
+    std::fs::write(&htpasswd, line.trim()).unwrap();
+    let htpasswd = htpasswd.display().to_string();
+    let mirror = mirror(&[
+        ("REGISTRY_PROXY_REMOTEURL", &remote),
+        ("REGISTRY_PROXY_USERNAME", "robot"),
+        ("REGISTRY_PROXY_PASSWORD", "robot-pass"),
+        ("REGISTRY_AUTH", "htpasswd"),
+        ("REGISTRY_AUTH_HTPASSWD_REALM", "mirror"),
+        ("REGISTRY_AUTH_HTPASSWD_PATH", &htpasswd),
+    ]);
+    let anonymous_pull = http::request(
+        &mirror.addr,
+        "GET",
+        "/v2/library/app/manifests/v1",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(anonymous_pull.status, 401, "the mirror's own auth applies");
+    // The client signs in to the mirror with credentials of its own: they never go upstream.
+    for i in 0..3 {
+        let out = dir.path().join(format!("pulled-{i}"));
+        skopeo_copy(
+            &["--src-creds", "client:client-secret"],
+            &format!("docker://{}/library/app:v1", mirror.addr),
+            &format!("oci:{}:v1", out.display()),
+        );
+        assert_same_image(&layout, &out, &image.manifest_digest);
+    }
+    let requests = issuer.requests.lock().unwrap()[anonymous..].to_vec();
+    let robot = format!(
+        "basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "robot:robot-pass"
+        )
+    );
+    assert!(
+        requests.iter().all(|a| a.eq_ignore_ascii_case(&robot)),
+        "token requests carry the mirror's credentials only: {requests:?}"
+    );
+    assert_eq!(
+        requests.len(),
+        1,
+        "one token for the scope, cached: {requests:?}"
+    );
+    assert!(!upstream.log().contains("client-secret"));
 }

@@ -46,6 +46,23 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// The same failure, reported again `remaining` before the upstream is retried.
+    fn after(self, remaining: Duration) -> UpstreamError {
+        let remaining = remaining.max(Duration::from_secs(1));
+        match self {
+            UpstreamError::Status { host, status, .. } => UpstreamError::Status {
+                host,
+                status,
+                retry_after: Some(remaining),
+            },
+            UpstreamError::Unreachable { host, reason } => UpstreamError::Unreachable {
+                host,
+                reason: format!("{reason} (retried in {} s)", remaining.as_secs()),
+            },
+            other => other,
+        }
+    }
+
     /// Whether the upstream said the content does not exist (as opposed to failing).
     pub fn is_not_found(&self) -> bool {
         matches!(self, UpstreamError::Status { status: 404, .. })
@@ -54,7 +71,18 @@ impl UpstreamError {
 
 struct Endpoint {
     base: String,
-    down_until: Mutex<Option<Instant>>,
+    /// Until when the endpoint is skipped, and the failure that put it there.
+    down: Mutex<Option<(Instant, UpstreamError)>>,
+}
+
+impl Endpoint {
+    fn down_until(&self) -> Option<(Instant, UpstreamError)> {
+        self.down.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_down(&self, state: Option<(Instant, UpstreamError)>) {
+        *self.down.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
 }
 
 /// An upstream registry.
@@ -77,7 +105,7 @@ impl Upstream {
                 .iter()
                 .map(|base| Endpoint {
                     base: base.clone(),
-                    down_until: Mutex::new(None),
+                    down: Mutex::new(None),
                 })
                 .collect(),
             credentials: spec.credentials.clone(),
@@ -96,41 +124,46 @@ impl Upstream {
         accept: &[&str],
     ) -> Result<hyper::Response<Incoming>, UpstreamError> {
         let now = Instant::now();
-        let mut last = None;
-        for endpoint in &self.endpoints {
-            let down = *endpoint
-                .down_until
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if down.is_some_and(|until| until > now) && self.endpoints.len() > 1 {
-                continue;
+        // When every endpoint failed recently, fail fast with what the soonest to return
+        // said: a dead or rate-limiting upstream must not make every pull wait on it.
+        let healthy: Vec<&Endpoint> = self
+            .endpoints
+            .iter()
+            .filter(|e| e.down_until().is_none_or(|(until, _)| until <= now))
+            .collect();
+        if healthy.is_empty() {
+            let soonest = self
+                .endpoints
+                .iter()
+                .filter_map(Endpoint::down_until)
+                .min_by_key(|(until, _)| *until);
+            if let Some((until, error)) = soonest {
+                return Err(error.after(until.saturating_duration_since(now)));
             }
+        }
+        let mut last = None;
+        for endpoint in healthy {
             match self
                 .send_to(&endpoint.base, &method, path, repository, accept)
                 .await
             {
                 Ok(resp) => {
-                    *endpoint
-                        .down_until
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = None;
+                    endpoint.set_down(None);
                     return Ok(resp);
                 }
                 Err(e) => {
-                    let endpoint_failed = match &e {
-                        UpstreamError::Unreachable { .. } => true,
-                        UpstreamError::Status { status, .. } => *status == 429 || *status >= 500,
-                        UpstreamError::Unauthorized { .. } => false,
+                    let cooldown = match &e {
+                        UpstreamError::Unreachable { .. } => ENDPOINT_COOLDOWN,
+                        UpstreamError::Status {
+                            status: 429,
+                            retry_after,
+                            ..
+                        } => retry_after.unwrap_or(ENDPOINT_COOLDOWN),
+                        UpstreamError::Status { status, .. } if *status >= 500 => ENDPOINT_COOLDOWN,
+                        _ => return Err(e),
                     };
-                    if !endpoint_failed {
-                        return Err(e);
-                    }
-                    tracing::warn!(upstream = %self.host, endpoint = %endpoint.base, error = %e, "upstream endpoint failed; trying the next");
-                    *endpoint
-                        .down_until
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) =
-                        Some(Instant::now() + ENDPOINT_COOLDOWN);
+                    tracing::warn!(upstream = %self.host, endpoint = %endpoint.base, error = %e, cooldown_secs = cooldown.as_secs(), "upstream endpoint failed; skipping it for a while");
+                    endpoint.set_down(Some((Instant::now() + cooldown, e.clone())));
                     last = Some(e);
                 }
             }

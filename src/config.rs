@@ -132,9 +132,26 @@ pub struct HttpConfig {
     pub timeouts: HttpTimeouts,
     pub tls: Option<TlsConfig>,
     pub headers: Option<BTreeMap<String, Vec<String>>>,
-    pub debug: Option<Value>,
+    /// registry:2's debug server: `addr`, and `prometheus.enabled` / `prometheus.path`.
+    #[serde(default)]
+    pub debug: DebugConfig,
     pub http2: Option<Value>,
     pub h2c: Option<Value>,
+}
+
+/// `http.debug`: a second listener for metrics, as registry:2 has it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DebugConfig {
+    pub addr: Option<String>,
+    #[serde(default)]
+    pub prometheus: PrometheusConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PrometheusConfig {
+    #[serde(default, deserialize_with = "lenient::bool")]
+    pub enabled: bool,
+    pub path: Option<String>,
 }
 
 /// `http.timeouts`: Go durations (`30s`, `2m`).

@@ -100,15 +100,25 @@ fn build_auth(config: &Config) -> Result<Option<Arc<Authenticator>>, ServeError>
     Ok(Some(Arc::new(Authenticator::load(realm, path, policy)?)))
 }
 
+/// What [`build_state`] makes of a configuration.
+pub struct Built {
+    pub state: AppState,
+    /// The local content, for maintenance.
+    pub content: Content,
+    /// Where content is stored, for the startup line.
+    pub location: String,
+    /// The filesystem driver, when that is the backend, for its maintenance.
+    pub fs: Option<FsDriver>,
+    /// Metrics for `http.debug`'s `/metrics`.
+    pub metrics: prometheus_client::registry::Registry,
+}
+
 /// Temp files of atomic writes older than this are leftovers of a crash.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
-/// Builds the application state from a configuration (creating the storage root).
-/// Also returns the local content and the filesystem driver (if that is the backend) for
-/// periodic maintenance, and where content is stored, for the startup line.
-pub fn build_state(
-    config: &Config,
-) -> Result<(AppState, Content, String, Option<FsDriver>), ServeError> {
+/// Builds the application state from a configuration (creating the storage root), with what
+/// the server needs around it.
+pub fn build_state(config: &Config) -> Result<Built, ServeError> {
     let mirror =
         crate::proxy::Settings::from_config(config.proxy.as_ref()).map_err(ConfigError::Invalid)?;
     let (driver, location, fs): (Arc<dyn Driver>, String, _) =
@@ -140,13 +150,24 @@ pub fn build_state(
         tls: TlsSettings::from_config(&config.http)?.is_some(),
     };
     let content = Content::new(driver, options);
+    let mut metrics = prometheus_client::registry::Registry::default();
     let store: Arc<dyn crate::content::Store> = match mirror {
-        Some(settings) => Arc::new(
-            crate::proxy::Mirror::new(content.clone(), settings).map_err(ConfigError::Invalid)?,
-        ),
+        Some(settings) => {
+            let proxy_metrics = Arc::new(crate::proxy::metrics::ProxyMetrics::default());
+            proxy_metrics.register(&mut metrics);
+            let mirror = crate::proxy::Mirror::new(content.clone(), settings, proxy_metrics)
+                .map_err(ConfigError::Invalid)?;
+            Arc::new(mirror)
+        }
         None => Arc::new(content.clone()),
     };
-    Ok((AppState { store, urls, auth }, content, location, fs))
+    Ok(Built {
+        state: AppState { store, urls, auth },
+        content,
+        location,
+        fs,
+        metrics,
+    })
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -154,7 +175,16 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let (state, content, location, fs) = build_state(&config)?;
+    let Built {
+        state,
+        content,
+        location,
+        fs,
+        metrics,
+    } = build_state(&config)?;
+    if let Some(debug) = debug_server(&config, metrics).await? {
+        tokio::spawn(debug);
+    }
     if let Some(fs) = fs {
         tokio::spawn(remove_stale_temp_files(fs));
     }
@@ -211,6 +241,60 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+/// registry:2's `http.debug` listener with `/metrics` (when `prometheus.enabled`).
+async fn debug_server(
+    config: &Config,
+    metrics: prometheus_client::registry::Registry,
+) -> Result<Option<impl Future<Output = ()> + use<>>, ServeError> {
+    let debug = &config.http.debug;
+    let Some(addr) = debug.addr.as_deref().filter(|a| !a.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let addr = match addr.trim() {
+        a if a.starts_with(':') => format!("0.0.0.0{a}"),
+        a => a.to_owned(),
+    };
+    let path = debug
+        .prometheus
+        .path
+        .clone()
+        .unwrap_or_else(|| "/metrics".to_owned());
+    let metrics = Arc::new(metrics);
+    let mut app = axum::Router::new().route("/debug/health", axum::routing::get(|| async { "ok" }));
+    if debug.prometheus.enabled {
+        app = app.route(
+            &path,
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    let mut text = String::new();
+                    let _ = prometheus_client::encoding::text::encode(&mut text, &metrics);
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: addr.clone(),
+            source,
+        })?;
+    let enabled = debug.prometheus.enabled;
+    tracing::info!(addr = %addr, metrics = enabled, "debug server listening");
+    Ok(Some(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "debug server stopped");
+        }
+    }))
 }
 
 /// How many connections the process can hold: raises the open-file limit to its hard

@@ -51,6 +51,12 @@ fn mirror(env: &[(&str, &str)]) -> Server {
     builder.start()
 }
 
+/// A loopback address with a free port.
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
 /// Upstream GETs of blobs, from distribution's combined access log.
 fn blob_gets(upstream: &Server) -> Vec<String> {
     upstream
@@ -73,10 +79,13 @@ fn a_registry2_style_mirror_pulls_through_with_its_own_credentials_once_per_blob
         &format!("docker://{}/library/app:v1", upstream.addr),
     );
     let remote = format!("http://{}", upstream.addr);
+    let debug = free_addr();
     let mirror = mirror(&[
         ("REGISTRY_PROXY_REMOTEURL", &remote),
         ("REGISTRY_PROXY_USERNAME", "mirror"),
         ("REGISTRY_PROXY_PASSWORD", "mirror-pass"),
+        ("REGISTRY_HTTP_DEBUG_ADDR", &debug),
+        ("REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED", "true"),
     ]);
     let before = blob_gets(&upstream).len();
     // 20 clients pull the cold image at once, without credentials of their own.
@@ -100,6 +109,44 @@ fn a_registry2_style_mirror_pulls_through_with_its_own_credentials_once_per_blob
         image.layer_digests.len() + 1,
         "one upstream GET per blob (layers and config) for 20 concurrent pulls:\n{}",
         blob_gets(&upstream).join("\n")
+    );
+    // The metrics say the same: every blob byte fetched once, the other requests coalesced.
+    let (status, _, body) = http::http_get(&debug, "/metrics");
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8_lossy(&body).into_owned();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    let blob_bytes: u64 = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let d = format!("sha256:{}", p.file_name().unwrap().to_string_lossy());
+            image.layer_digests.contains(&d) || d == image.config_digest
+        })
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    let host = upstream.addr.clone();
+    assert_eq!(
+        value(&format!(
+            "registry_proxy_pulled_bytes_total{{upstream=\"{host}\",type=\"blob\"}}"
+        )),
+        blob_bytes
+    );
+    assert!(
+        value(&format!(
+            "dockyard_proxy_coalesced_total{{upstream=\"{host}\",type=\"blob\"}}"
+        )) > 0
+    );
+    assert_eq!(
+        value(&format!(
+            "registry_proxy_requests_total{{upstream=\"{host}\",type=\"blob\"}}"
+        )),
+        20 * (image.layer_digests.len() as u64 + 1)
     );
     // Pushes to a mirror are refused, as registry:2 does.
     let resp = http::request(
@@ -373,4 +420,65 @@ fn the_docker_token_flow_gets_one_token_per_scope_with_the_mirrors_own_credentia
         "one token for the scope, cached: {requests:?}"
     );
     assert!(!upstream.log().contains("client-secret"));
+}
+
+/// An upstream that answers every request with `status` (and `Retry-After: 120` on 429):
+/// what Docker Hub's rate limit and a broken registry do, which no real registry here can
+/// be made to do. Returns its address.
+fn failing_upstream(status: u16) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                format!(
+                    "HTTP/1.1 {status} Upstream Says No\r\nRetry-After: 120\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_upstream_that_rate_limits_or_fails_gives_clear_errors_and_is_not_hammered() {
+    for (status, want, code) in [(429, 429, "TOOMANYREQUESTS"), (500, 502, "UNKNOWN")] {
+        let upstream = failing_upstream(status);
+        let remote = format!("http://{upstream}");
+        let mirror = mirror(&[("REGISTRY_PROXY_REMOTEURL", &remote)]);
+        for attempt in 0..3 {
+            let resp = http::request(
+                &mirror.addr,
+                "GET",
+                "/v2/library/app/manifests/v1",
+                &[],
+                &[],
+            )
+            .unwrap();
+            assert_eq!(
+                resp.status,
+                want,
+                "upstream {status}, attempt {attempt}: {}",
+                resp.text()
+            );
+            assert!(resp.text().contains(code), "{}", resp.text());
+            if status == 429 {
+                let retry: u64 = resp.header("retry-after").unwrap().parse().unwrap();
+                assert!(
+                    (100..=120).contains(&retry),
+                    "Retry-After passed on: {retry}"
+                );
+            }
+        }
+        // After the first failure the mirror waits out the upstream instead of asking again.
+        let warned = mirror.log().matches("upstream endpoint failed").count();
+        assert_eq!(warned, 1, "the upstream was asked once:\n{}", mirror.log());
+    }
 }

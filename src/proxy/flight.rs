@@ -326,6 +326,12 @@ impl Fetch {
         }
         writer.flush().await.map_err(|e| e.to_string())?;
         tx.send_modify(|p| p.written = received);
+        super::metrics::ProxyMetrics::count(
+            &self.upstream.metrics.pulled_bytes,
+            &self.upstream.host,
+            "blob",
+            received,
+        );
         Ok(hasher.finish())
     }
 }

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 
 use super::Mirror;
+use super::metrics::ProxyMetrics;
 use super::upstream::UpstreamError;
 use crate::content::{ContentError, Manifest, Result};
 use crate::oci::manifest::{self, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
@@ -34,19 +35,32 @@ impl Mirror {
         reference: &Reference,
         head: bool,
     ) -> Result<Manifest> {
+        let (upstream, _) = self.upstream_of(name)?;
+        ProxyMetrics::count(&self.metrics.requests, &upstream.host, "manifest", 1);
+        let hit = || ProxyMetrics::count(&self.metrics.hits, &upstream.host, "manifest", 1);
         match reference {
             Reference::Digest(digest) => match self.local.get_manifest(name, reference).await {
-                Ok(m) => Ok(m),
+                Ok(m) => {
+                    hit();
+                    Ok(m)
+                }
                 Err(ContentError::ManifestUnknown(_)) => {
                     self.fetch_manifest(name, digest, None, head).await
                 }
                 Err(e) => Err(e),
             },
-            Reference::Tag(tag) => self.tagged(name, tag, head).await,
+            Reference::Tag(tag) => {
+                let (m, cached) = self.tagged(name, tag, head).await?;
+                if cached {
+                    hit();
+                }
+                Ok(m)
+            }
         }
     }
 
-    async fn tagged(&self, name: &RepoName, tag: &Tag, head: bool) -> Result<Manifest> {
+    /// A manifest by tag, and whether it came from the cache.
+    async fn tagged(&self, name: &RepoName, tag: &Tag, head: bool) -> Result<(Manifest, bool)> {
         let key = (name.to_string(), tag.to_string());
         let fresh = self
             .validated
@@ -56,7 +70,7 @@ impl Mirror {
             .is_some_and(|at| at.elapsed() < self.settings.freshness);
         let reference = Reference::Tag(tag.clone());
         if fresh && let Ok(m) = self.local.get_manifest(name, &reference).await {
-            return Ok(m);
+            return Ok((m, true));
         }
         let described = match self.describe(name, tag.as_str()).await {
             Ok(d) => d,
@@ -67,7 +81,7 @@ impl Mirror {
                 // The upstream cannot answer: a cached tag is better than none.
                 if let Ok(m) = self.local.get_manifest(name, &reference).await {
                     tracing::warn!(repository = %name, tag = %tag, error = %e, "upstream unavailable; serving the cached tag, possibly stale");
-                    return Ok(m);
+                    return Ok((m, true));
                 }
                 return Err(e.into());
             }
@@ -81,18 +95,21 @@ impl Mirror {
             self.local
                 .cache_manifest(name, &m.digest, Some(tag), m.bytes.clone(), &m.media_type)
                 .await?;
-            return Ok(m);
+            return Ok((m, true));
         }
         if head {
-            return Ok(Manifest {
+            let m = Manifest {
                 digest: described.digest,
                 media_type: described.media_type,
                 size: described.size,
                 bytes: Bytes::new(),
-            });
+            };
+            return Ok((m, false));
         }
-        self.fetch_manifest(name, &described.digest, Some(tag), false)
-            .await
+        let m = self
+            .fetch_manifest(name, &described.digest, Some(tag), false)
+            .await?;
+        Ok((m, false))
     }
 
     /// HEAD of a manifest upstream: its digest, type and size.
@@ -173,6 +190,15 @@ impl Mirror {
             .get_bytes(name, &digest.to_string())
             .await
             .map_err(unknown)?;
+        let (upstream, _) = self.upstream_of(name)?;
+        ProxyMetrics::count(&self.metrics.misses, &upstream.host, "manifest", 1);
+        let pulled = bytes.len() as u64;
+        ProxyMetrics::count(
+            &self.metrics.pulled_bytes,
+            &upstream.host,
+            "manifest",
+            pulled,
+        );
         let actual = Digest::of(digest.algorithm(), &bytes);
         if &actual != digest {
             return Err(ContentError::DigestMismatch {

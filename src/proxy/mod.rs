@@ -8,6 +8,7 @@
 pub mod challenge;
 mod flight;
 mod manifests;
+pub mod metrics;
 pub mod settings;
 pub mod upstream;
 
@@ -39,15 +40,20 @@ pub struct Mirror {
     flights: Arc<Flights>,
     /// When each (repository, tag) was last checked upstream.
     validated: Mutex<HashMap<(String, String), Instant>>,
+    metrics: Arc<metrics::ProxyMetrics>,
 }
 
 impl Mirror {
-    pub fn new(local: Content, settings: Settings) -> std::result::Result<Mirror, String> {
+    pub fn new(
+        local: Content,
+        settings: Settings,
+        metrics: Arc<metrics::ProxyMetrics>,
+    ) -> std::result::Result<Mirror, String> {
         let upstreams = settings
             .upstreams
             .iter()
             .map(|spec| {
-                Upstream::new(spec)
+                Upstream::new(spec, metrics.clone())
                     .map(Arc::new)
                     .map_err(|e| format!("upstream {}: {e}", spec.host))
             })
@@ -58,6 +64,7 @@ impl Mirror {
             upstreams,
             flights: Arc::new(Flights::default()),
             validated: Mutex::new(HashMap::new()),
+            metrics,
         })
     }
 
@@ -68,15 +75,29 @@ impl Mirror {
     }
 
     async fn blob(&self, name: &RepoName, digest: &Digest, want: BlobWant) -> Result<OpenedBlob> {
-        match self.local.read_blob(name, digest, want.clone()).await {
-            Err(ContentError::BlobUnknown(_)) => {}
-            other => return other,
-        }
-        // Fetched before for another repository: link it here.
-        if self.local.link_stored_blob(name, digest).await? {
-            return self.local.read_blob(name, digest, want).await;
-        }
         let (upstream, remote) = self.upstream_of(name)?;
+        let count = |family, n| metrics::ProxyMetrics::count(family, &upstream.host, "blob", n);
+        count(&self.metrics.requests, 1);
+        let cached = match self.local.read_blob(name, digest, want.clone()).await {
+            Err(ContentError::BlobUnknown(_)) => None,
+            other => Some(other),
+        };
+        // Fetched before for another repository: link it here.
+        let cached = match cached {
+            None if self.local.link_stored_blob(name, digest).await? => {
+                Some(self.local.read_blob(name, digest, want.clone()).await)
+            }
+            other => other,
+        };
+        if let Some(found) = cached {
+            let found = found?;
+            count(&self.metrics.hits, 1);
+            if found.stream.is_some() {
+                count(&self.metrics.pushed_bytes, served(&found));
+            }
+            return Ok(found);
+        }
+        count(&self.metrics.misses, 1);
         let not_found = |e: UpstreamError| {
             if e.is_not_found() {
                 ContentError::BlobUnknown(digest.clone())
@@ -107,6 +128,7 @@ impl Mirror {
             .join(&self.local, &upstream, name, &remote, digest)
             .await?;
         if joined {
+            count(&self.metrics.coalesced, 1);
             tracing::debug!(repository = %name, digest = %digest, "joined a fetch in progress");
         }
         let size = flight.size().await.map_err(|reason| {
@@ -141,11 +163,13 @@ impl Mirror {
                 resolved.unwrap_or(whole),
             ),
         };
-        Ok(OpenedBlob {
+        let opened = OpenedBlob {
             size,
             range: resolved,
             stream: Some(stream),
-        })
+        };
+        count(&self.metrics.pushed_bytes, served(&opened));
+        Ok(opened)
     }
 
     /// Tags as the upstream lists them; the cached ones when it cannot answer.
@@ -190,6 +214,11 @@ impl Mirror {
             },
         }
     }
+}
+
+/// The bytes a blob read serves.
+fn served(blob: &OpenedBlob) -> u64 {
+    blob.range.map_or(blob.size, |r| r.end - r.start + 1)
 }
 
 fn content_length(headers: &axum::http::HeaderMap) -> Option<u64> {

@@ -93,10 +93,14 @@ pub struct Upstream {
     client: HttpClient,
     /// Bearer tokens by scope, with when they stop being used.
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    pub metrics: std::sync::Arc<super::metrics::ProxyMetrics>,
 }
 
 impl Upstream {
-    pub fn new(spec: &UpstreamSpec) -> Result<Upstream, String> {
+    pub fn new(
+        spec: &UpstreamSpec,
+        metrics: std::sync::Arc<super::metrics::ProxyMetrics>,
+    ) -> Result<Upstream, String> {
         let client = http_client(spec)?;
         Ok(Upstream {
             host: spec.host.clone(),
@@ -111,6 +115,7 @@ impl Upstream {
             credentials: spec.credentials.clone(),
             client,
             tokens: Mutex::new(HashMap::new()),
+            metrics,
         })
     }
 
@@ -152,6 +157,7 @@ impl Upstream {
                     return Ok(resp);
                 }
                 Err(e) => {
+                    self.metrics.error(&self.host, &e);
                     let cooldown = match &e {
                         UpstreamError::Unreachable { .. } => ENDPOINT_COOLDOWN,
                         UpstreamError::Status {

@@ -207,6 +207,9 @@ pub struct ProxyConfig {
     pub upstreams: Option<Vec<UpstreamConfig>>,
     /// Dockyard extension: how long a tag is trusted before it is checked upstream again.
     pub freshness: Option<String>,
+    /// Dockyard extension: the cache's largest size (`50GiB`, `500MB`, or bytes); past it
+    /// the least recently used content is evicted.
+    pub maxsize: Option<Value>,
 }
 
 /// One upstream of a mirror (a Dockyard extension).

@@ -111,6 +111,8 @@ pub struct Built {
     pub fs: Option<FsDriver>,
     /// Metrics for `http.debug`'s `/metrics`.
     pub metrics: prometheus_client::registry::Registry,
+    /// The pull-through cache, when configured, for its eviction.
+    pub mirror: Option<Arc<crate::proxy::Mirror>>,
 }
 
 /// Temp files of atomic writes older than this are leftovers of a crash.
@@ -151,13 +153,16 @@ pub fn build_state(config: &Config) -> Result<Built, ServeError> {
     };
     let content = Content::new(driver, options);
     let mut metrics = prometheus_client::registry::Registry::default();
+    let mut maintained = None;
     let store: Arc<dyn crate::content::Store> = match mirror {
         Some(settings) => {
             let proxy_metrics = Arc::new(crate::proxy::metrics::ProxyMetrics::default());
             proxy_metrics.register(&mut metrics);
             let mirror = crate::proxy::Mirror::new(content.clone(), settings, proxy_metrics)
                 .map_err(ConfigError::Invalid)?;
-            Arc::new(mirror)
+            let mirror = Arc::new(mirror);
+            maintained = Some(mirror.clone());
+            mirror
         }
         None => Arc::new(content.clone()),
     };
@@ -167,6 +172,7 @@ pub fn build_state(config: &Config) -> Result<Built, ServeError> {
         location,
         fs,
         metrics,
+        mirror: maintained,
     })
 }
 
@@ -181,7 +187,11 @@ pub async fn run(
         location,
         fs,
         metrics,
+        mirror,
     } = build_state(&config)?;
+    if let Some(mirror) = mirror {
+        tokio::spawn(mirror.maintain());
+    }
     if let Some(debug) = debug_server(&config, metrics).await? {
         tokio::spawn(debug);
     }

@@ -482,3 +482,106 @@ fn an_upstream_that_rate_limits_or_fails_gives_clear_errors_and_is_not_hammered(
         assert_eq!(warned, 1, "the upstream was asked once:\n{}", mirror.log());
     }
 }
+
+/// Bytes under the mirror's blob store, and whether `digest`'s bytes are there.
+fn stored(data: &std::path::Path, digest: &str) -> (u64, bool) {
+    fn walk(dir: &std::path::Path) -> u64 {
+        std::fs::read_dir(dir).map_or(0, |entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk(&p)
+                    } else {
+                        e.metadata().map_or(0, |m| m.len())
+                    }
+                })
+                .sum()
+        })
+    }
+    let blobs = data.join("docker/registry/v2/blobs");
+    let hex = digest.trim_start_matches("sha256:");
+    let there = blobs
+        .join(format!("sha256/{}/{hex}/data", &hex[..2]))
+        .exists();
+    (walk(&blobs), there)
+}
+
+/// Polls `check` every 200 ms for up to 10 s.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_cache_stays_within_maxsize_and_ttl_frees_storage() {
+    let dir = TempDir::new().unwrap();
+    let upstream = Server::builder().target(Target::Dockyard).start();
+    let (la, lb) = (dir.path().join("a"), dir.path().join("b"));
+    let image_a = write_oci_layout(&la, "a", &[2 << 20]);
+    let image_b = write_oci_layout(&lb, "b", &[2 << 20]);
+    for (layout, name) in [(&la, "a"), (&lb, "b")] {
+        skopeo_copy(
+            &[],
+            &format!("oci:{}:{name}", layout.display()),
+            &format!("docker://{}/library/{name}:v1", upstream.addr),
+        );
+    }
+    let remote = format!("http://{}", upstream.addr);
+    let pull = |mirror: &Server, name: &str, out: &str| {
+        let out = dir.path().join(out);
+        let tag = name.trim_start_matches("library/");
+        skopeo_copy(
+            &[],
+            &format!("docker://{}/{name}:v1", mirror.addr),
+            &format!("oci:{}:{tag}", out.display()),
+        );
+        out
+    };
+
+    // Room for one image: pulling the second evicts the first, least recently used.
+    let data = dir.path().join("sized");
+    std::fs::create_dir_all(&data).unwrap();
+    let sized = Server::builder()
+        .target(Target::Dockyard)
+        .data_dir(&data)
+        .env("REGISTRY_PROXY_REMOTEURL", &remote)
+        .env("REGISTRY_PROXY_MAXSIZE", "3MiB")
+        .start();
+    pull(&sized, "library/a", "a1");
+    assert!(stored(&data, &image_a.layer_digests[0]).1);
+    pull(&sized, "library/b", "b1");
+    eventually("image a is evicted to keep the cache under 3 MiB", || {
+        let (bytes, a_there) = stored(&data, &image_a.layer_digests[0]);
+        !a_there && bytes <= 3 << 20
+    });
+    assert!(
+        stored(&data, &image_b.layer_digests[0]).1,
+        "the recently used image stays"
+    );
+    assert!(sized.log().contains("evicted cached content"));
+    // An evicted image is fetched again on demand.
+    let again = pull(&sized, "library/a", "a2");
+    assert_same_image(&la, &again, &image_a.manifest_digest);
+
+    // proxy.ttl: content unused for that long is removed and its storage freed.
+    let data = dir.path().join("ttl");
+    std::fs::create_dir_all(&data).unwrap();
+    let expiring = Server::builder()
+        .target(Target::Dockyard)
+        .data_dir(&data)
+        .env("REGISTRY_PROXY_REMOTEURL", &remote)
+        .env("REGISTRY_PROXY_TTL", "2s")
+        .start();
+    pull(&expiring, "library/b", "b2");
+    assert!(stored(&data, &image_b.layer_digests[0]).1);
+    eventually("unused content expires after proxy.ttl", || {
+        stored(&data, &image_b.layer_digests[0]).0 == 0
+    });
+    let again = pull(&expiring, "library/b", "b3");
+    assert_same_image(&lb, &again, &image_b.manifest_digest);
+}

@@ -52,6 +52,21 @@ impl Content {
         Ok(found)
     }
 
+    /// Every repository with manifests or blobs linked, for walks over all content.
+    pub(crate) async fn repository_names(&self) -> Result<Vec<RepoName>> {
+        Ok(self
+            .walk_repositories()
+            .await?
+            .into_iter()
+            .filter(|d| {
+                d.markers
+                    .iter()
+                    .any(|m| m == "_manifests" || m == "_layers")
+            })
+            .filter_map(|d| d.name.parse().ok())
+            .collect())
+    }
+
     /// All repository names, sorted.
     pub async fn repositories(&self) -> Result<Vec<String>> {
         let mut names: Vec<String> = self

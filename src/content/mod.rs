@@ -5,6 +5,7 @@
 pub mod blobs;
 mod cache;
 pub mod catalog;
+mod evict;
 pub mod manifests;
 pub mod referrers;
 mod store;

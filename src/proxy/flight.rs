@@ -101,6 +101,11 @@ impl Flights {
         Ok((flight, false))
     }
 
+    /// Digests being fetched now.
+    pub fn running(&self) -> std::collections::HashSet<Digest> {
+        self.lock().keys().cloned().collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Flight>>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }

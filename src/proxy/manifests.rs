@@ -35,6 +35,31 @@ impl Mirror {
         reference: &Reference,
         head: bool,
     ) -> Result<Manifest> {
+        let m = self.manifest_uncounted(name, reference, head).await?;
+        if !m.bytes.is_empty() {
+            // A manifest's references are read once; later uses only refresh its time.
+            let refs = (!self.cache.has_refs(&m.digest)).then(|| {
+                manifest::parse(&m.bytes, Some(&m.media_type))
+                    .map(|p| {
+                        p.blobs
+                            .iter()
+                            .chain(&p.manifests)
+                            .map(|d| d.digest.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            });
+            self.cache.touch(&m.digest, name, m.size, refs);
+        }
+        Ok(m)
+    }
+
+    async fn manifest_uncounted(
+        &self,
+        name: &RepoName,
+        reference: &Reference,
+        head: bool,
+    ) -> Result<Manifest> {
         let (upstream, _) = self.upstream_of(name)?;
         ProxyMetrics::count(&self.metrics.requests, &upstream.host, "manifest", 1);
         let hit = || ProxyMetrics::count(&self.metrics.hits, &upstream.host, "manifest", 1);

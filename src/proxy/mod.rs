@@ -5,6 +5,7 @@
 //! upstream over [`upstream`] with the token flow of [`challenge`]. Pushes and deletes are
 //! refused, as registry:2 does in proxy mode.
 
+pub mod cache;
 pub mod challenge;
 mod flight;
 mod manifests;
@@ -14,7 +15,7 @@ pub mod upstream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::http::{Method, header};
@@ -41,6 +42,12 @@ pub struct Mirror {
     /// When each (repository, tag) was last checked upstream.
     validated: Mutex<HashMap<(String, String), Instant>>,
     metrics: Arc<metrics::ProxyMetrics>,
+    /// What is cached, for expiry and the size limit.
+    cache: cache::CacheIndex,
+    /// Blobs being served now, with how many readers: never evicted.
+    serving: Arc<Mutex<HashMap<Digest, usize>>>,
+    /// Wakes the eviction when a fetch takes the cache past its size limit.
+    over_size: tokio::sync::Notify,
 }
 
 impl Mirror {
@@ -65,7 +72,113 @@ impl Mirror {
             flights: Arc::new(Flights::default()),
             validated: Mutex::new(HashMap::new()),
             metrics,
+            cache: cache::CacheIndex::default(),
+            serving: Arc::new(Mutex::new(HashMap::new())),
+            over_size: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Keeps the cache within `proxy.ttl` and `proxy.maxsize`: rebuilds the index from
+    /// storage, then evicts once a minute. Runs until dropped.
+    pub async fn maintain(self: Arc<Self>) {
+        if self.settings.ttl.is_none() && self.settings.max_size.is_none() {
+            return;
+        }
+        match self.local.inventory().await {
+            Ok(items) => {
+                for item in items {
+                    self.cache.record(
+                        &item.digest,
+                        &item.repo,
+                        item.size,
+                        item.refs,
+                        item.modified,
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the cache's contents; eviction covers only what is used from now on")
+            }
+        }
+        // At least twice per ttl, and at once when a fetch takes the cache past its limit.
+        let every = self.settings.ttl.map_or(EVICTION_INTERVAL, |ttl| {
+            (ttl / 2).clamp(Duration::from_millis(500), EVICTION_INTERVAL)
+        });
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = self.over_size.notified() => {}
+            }
+            self.evict().await;
+        }
+    }
+
+    /// One eviction round; returns the bytes freed.
+    pub async fn evict(&self) -> u64 {
+        let mut busy: std::collections::HashSet<Digest> = self.flights.running();
+        busy.extend(
+            self.serving
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned(),
+        );
+        let plan = self.cache.plan(
+            std::time::SystemTime::now(),
+            self.settings.ttl,
+            self.settings.max_size,
+            &busy,
+        );
+        let mut freed = 0;
+        for e in plan {
+            let removed = if e.manifest {
+                self.local.evict_manifest(&e.digest, &e.repos).await
+            } else {
+                self.local.evict_blob(&e.digest, &e.repos).await
+            };
+            match removed {
+                Ok(()) => {
+                    self.cache.remove(&e.digest);
+                    freed += e.size;
+                }
+                Err(err) => {
+                    tracing::warn!(digest = %e.digest, error = %err, "cannot evict cached content")
+                }
+            }
+        }
+        if freed > 0 {
+            tracing::info!(
+                freed_bytes = freed,
+                cached_bytes = self.cache.size(),
+                "evicted cached content unused for proxy.ttl or past proxy.maxsize"
+            );
+        }
+        freed
+    }
+
+    /// Wraps a blob stream so the blob counts as being served until the stream is dropped.
+    fn serve(
+        &self,
+        digest: &Digest,
+        stream: crate::storage::ByteStream,
+    ) -> crate::storage::ByteStream {
+        *self
+            .serving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(digest.clone())
+            .or_default() += 1;
+        let guard = Serving {
+            digest: digest.clone(),
+            serving: self.serving.clone(),
+        };
+        stream
+            .map(move |chunk| {
+                let _ = &guard;
+                chunk
+            })
+            .boxed()
     }
 
     /// The upstream of a stored name and the name there.
@@ -90,10 +203,12 @@ impl Mirror {
             other => other,
         };
         if let Some(found) = cached {
-            let found = found?;
+            let mut found = found?;
             count(&self.metrics.hits, 1);
-            if found.stream.is_some() {
+            self.cache.touch(digest, name, found.size, None);
+            if let Some(stream) = found.stream.take() {
                 count(&self.metrics.pushed_bytes, served(&found));
+                found.stream = Some(self.serve(digest, stream));
             }
             return Ok(found);
         }
@@ -163,10 +278,18 @@ impl Mirror {
                 resolved.unwrap_or(whole),
             ),
         };
+        self.cache.touch(digest, name, size, None);
+        if self
+            .settings
+            .max_size
+            .is_some_and(|max| self.cache.size() > max)
+        {
+            self.over_size.notify_one();
+        }
         let opened = OpenedBlob {
             size,
             range: resolved,
-            stream: Some(stream),
+            stream: Some(self.serve(digest, stream)),
         };
         count(&self.metrics.pushed_bytes, served(&opened));
         Ok(opened)
@@ -212,6 +335,27 @@ impl Mirror {
                 }
                 Err(_) => Err(e.into()),
             },
+        }
+    }
+}
+
+/// How often the cache is checked against `proxy.ttl` and `proxy.maxsize`.
+const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Counts a blob as served while alive.
+struct Serving {
+    digest: Digest,
+    serving: Arc<Mutex<HashMap<Digest, usize>>>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let mut serving = self.serving.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = serving.get_mut(&self.digest) {
+            *n -= 1;
+            if *n == 0 {
+                serving.remove(&self.digest);
+            }
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct Settings {
     pub freshness: Duration,
     /// Cached content unused for this long is removed (registry:2's `proxy.ttl`); None keeps it.
     pub ttl: Option<Duration>,
+    /// The cache's largest size in bytes, if limited.
+    pub max_size: Option<u64>,
 }
 
 /// Where a request goes.
@@ -69,6 +71,19 @@ impl Settings {
         let ttl = match duration("proxy.ttl", p.ttl.as_deref(), 168 * 3600)? {
             d if d.is_zero() => None,
             d => Some(d),
+        };
+        let max_size = match &p.maxsize {
+            None | Some(serde_yaml::Value::Null) => None,
+            Some(value) => {
+                let text = match value {
+                    serde_yaml::Value::Number(n) => n.to_string(),
+                    serde_yaml::Value::String(s) => s.clone(),
+                    other => format!("{other:?}"),
+                };
+                Some(super::cache::parse_size(&text).ok_or_else(|| {
+                    format!("proxy.maxsize: {text:?} is not a size like 50GiB, 500MB or 1073741824")
+                })?)
+            }
         };
         let (upstreams, default, prefix_names) = match (&p.remoteurl, &p.upstreams) {
             (Some(_), Some(_)) => {
@@ -144,6 +159,7 @@ impl Settings {
             prefix_names,
             freshness,
             ttl,
+            max_size,
         }))
     }
 

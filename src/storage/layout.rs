@@ -139,6 +139,17 @@ pub fn referrer_link(name: &RepoName, subject: &Digest, referrer: &Digest) -> St
     )
 }
 
+/// The directory of a blob's bytes (removed whole when the blob goes).
+pub fn blob_dir(d: &Digest) -> String {
+    let data = blob_data(d);
+    data.strip_suffix("/data").unwrap_or(&data).to_owned()
+}
+
+/// Directory of the layer links of one algorithm, e.g. `.../_layers/sha256`.
+pub fn layer_links_dir(name: &RepoName, alg: Algorithm) -> String {
+    format!("{}/{}", layers_dir(name), alg.as_str())
+}
+
 /// Directory holding links of one algorithm, e.g. `.../revisions/sha256`.
 pub fn revisions_dir(name: &RepoName, alg: Algorithm) -> String {
     format!("{}/revisions/{}", manifests_dir(name), alg.as_str())

@@ -585,3 +585,145 @@ fn the_cache_stays_within_maxsize_and_ttl_frees_storage() {
     let again = pull(&expiring, "library/b", "b3");
     assert_same_image(&lb, &again, &image_b.manifest_digest);
 }
+
+#[test]
+fn podman_pulls_through_a_registries_conf_mirror_with_a_path_prefix_location() {
+    let dir = TempDir::new().unwrap();
+    let upstream = Server::builder().target(Target::Dockyard).start();
+    let layout = dir.path().join("layout");
+    let image = write_oci_layout(&layout, "podman", &[400_000, 3000]);
+    skopeo_copy(
+        &[],
+        &format!("oci:{}:podman", layout.display()),
+        &format!("docker://{}/team/app:v1", upstream.addr),
+    );
+    let config = dir.path().join("mirror.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nproxy:\n  upstreams:\n  - host: upstream.test\n    urls: [http://{}]\n",
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let mirror = mirror(&[("DOCKYARD_CONFIG", &config.display().to_string())]);
+    // CRI-O's library reads this: the mirror is tried first, under a path prefix; the
+    // registry's own location is dead, so only the mirror can answer.
+    let registries = dir.path().join("registries.conf");
+    std::fs::write(
+        &registries,
+        format!(
+            "unqualified-search-registries = []\n\n[[registry]]\nprefix = \"upstream.test\"\nlocation = \"127.0.0.1:1\"\ninsecure = true\n\n[[registry.mirror]]\nlocation = \"{}/upstream.test\"\ninsecure = true\n",
+            mirror.addr
+        ),
+    )
+    .unwrap();
+    let mut pull = common::podman::isolated("podman", &dir.path().join("storage"));
+    pull.env("CONTAINERS_REGISTRIES_CONF", &registries)
+        .args(["pull", "upstream.test/team/app:v1"]);
+    run(&mut pull);
+    let mut inspect = common::podman::isolated("podman", &dir.path().join("storage"));
+    inspect
+        .env("CONTAINERS_REGISTRIES_CONF", &registries)
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Digest}}",
+            "upstream.test/team/app:v1",
+        ]);
+    assert_eq!(run(&mut inspect).trim(), image.manifest_digest);
+    let prefixed = mirror.access_lines("GET", "/v2/upstream.test/team/app/");
+    assert!(
+        !prefixed.is_empty(),
+        "podman asked the mirror under the path prefix"
+    );
+}
+
+#[test]
+fn heads_of_uncached_content_are_answered_from_upstream_and_a_killed_mirror_recovers() {
+    let dir = TempDir::new().unwrap();
+    let upstream = Server::builder().target(Target::Dockyard).start();
+    let layout = dir.path().join("layout");
+    let image = write_oci_layout(&layout, "heads", &[128 << 20, 1000]);
+    skopeo_copy(
+        &[],
+        &format!("oci:{}:heads", layout.display()),
+        &format!("docker://{}/library/app:v1", upstream.addr),
+    );
+    let remote = format!("http://{}", upstream.addr);
+    let data = dir.path().join("mirror-data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut mirror = Server::builder()
+        .target(Target::Dockyard)
+        .data_dir(&data)
+        .env("REGISTRY_PROXY_REMOTEURL", &remote)
+        .start();
+    // HEADs of uncached content: the upstream's answer, never a false 404, nothing fetched.
+    let accept = [("Accept", common::oci::OCI_MANIFEST)];
+    let m = http::request(
+        &mirror.addr,
+        "HEAD",
+        "/v2/library/app/manifests/v1",
+        &accept,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(m.status, 200);
+    assert_eq!(
+        m.header("docker-content-digest"),
+        Some(image.manifest_digest.as_str())
+    );
+    assert_eq!(
+        m.header("content-length"),
+        Some(image.manifest.len().to_string().as_str())
+    );
+    let layer = &image.layer_digests[0];
+    let b = http::request(
+        &mirror.addr,
+        "HEAD",
+        &format!("/v2/library/app/blobs/{layer}"),
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(b.status, 200);
+    let layer_size = std::fs::metadata(
+        layout
+            .join("blobs/sha256")
+            .join(layer.trim_start_matches("sha256:")),
+    )
+    .unwrap()
+    .len();
+    assert_eq!(
+        b.header("content-length"),
+        Some(layer_size.to_string().as_str())
+    );
+    assert_eq!(stored(&data, layer), (0, false), "a HEAD fetches nothing");
+
+    // The mirror is killed -9 while it fetches the big layer, then restarted.
+    let mut stream = http::connect(&mirror.addr).unwrap();
+    http::write_head(
+        &mut stream,
+        &mirror.addr,
+        "GET",
+        &format!("/v2/library/app/blobs/{layer}"),
+        &[],
+        None,
+    )
+    .unwrap();
+    let mut first = vec![0u8; 64 << 10];
+    std::io::Read::read_exact(&mut stream, &mut first).unwrap();
+    mirror.kill9();
+    drop(stream);
+    assert!(!stored(&data, layer).1, "nothing partial under the digest");
+    mirror.restart_on_same_port();
+    let out = dir.path().join("pulled");
+    skopeo_copy(
+        &[],
+        &format!("docker://{}/library/app:v1", mirror.addr),
+        &format!("oci:{}:heads", out.display()),
+    );
+    assert_same_image(&layout, &out, &image.manifest_digest);
+    assert!(stored(&data, layer).1, "cached after the restart");
+}

@@ -14,6 +14,8 @@
 )]
 mod common;
 
+#[path = "mirror/dockerd.rs"]
+mod dockerd;
 #[path = "mirror/token_issuer.rs"]
 mod token_issuer;
 
@@ -726,4 +728,63 @@ fn heads_of_uncached_content_are_answered_from_upstream_and_a_killed_mirror_reco
     );
     assert_same_image(&layout, &out, &image.manifest_digest);
     assert!(stored(&data, layer).1, "cached after the restart");
+}
+
+#[test]
+fn the_docker_engine_pulls_library_images_through_registry_mirrors() {
+    let dir = TempDir::new().unwrap();
+    let upstream = Server::builder().target(Target::Dockyard).start();
+    let layout = dir.path().join("layout");
+    let image = write_oci_layout(&layout, "dockerd", &[300_000, 2000]);
+    skopeo_copy(
+        &["--format", "v2s2"],
+        &format!("oci:{}:dockerd", layout.display()),
+        &format!("docker://{}/library/app:v1", upstream.addr),
+    );
+    let remote = format!("http://{}", upstream.addr);
+    let mirror = mirror(&[("REGISTRY_PROXY_REMOTEURL", &remote)]);
+    // docker's registry-mirrors sends no ns: the default upstream answers `library/<name>`.
+    let engine = dockerd::Dockerd::start(
+        &dir.path().join("docker"),
+        &format!("\"registry-mirrors\": [\"http://{}\"]", mirror.addr),
+    );
+    run(&mut engine.docker(&["pull", "app:v1"]));
+    let listed = run(&mut engine.docker(&[
+        "images",
+        "--digests",
+        "--format",
+        "{{.Repository}}:{{.Tag}} {{.Digest}}",
+    ]));
+    // Pushed as Docker schema 2: the digest is the upstream's, not the OCI layout's.
+    let accept = [(
+        "Accept",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )];
+    let head = http::request(
+        &upstream.addr,
+        "HEAD",
+        "/v2/library/app/manifests/v1",
+        &accept,
+        &[],
+    )
+    .unwrap();
+    let digest = head.header("docker-content-digest").unwrap().to_owned();
+    assert_ne!(digest, image.manifest_digest);
+    assert!(
+        listed.lines().any(|l| l == format!("app:v1 {digest}")),
+        "{listed}\n{}",
+        engine.log()
+    );
+    let asked = mirror.access_lines("HEAD", "/v2/library/app/manifests/v1");
+    assert!(
+        !asked.is_empty(),
+        "dockerd asked the mirror:\n{}",
+        mirror.log()
+    );
+    // The mirror served the engine's blob GETs itself.
+    assert!(
+        !mirror
+            .access_lines("GET", "/v2/library/app/blobs/")
+            .is_empty()
+    );
 }

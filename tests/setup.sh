@@ -23,7 +23,7 @@ declare -A APT=(
   [docker-registry]=docker-registry [skopeo]=skopeo [podman]=podman [buildah]=buildah
   [containerd]=containerd [ctr]=containerd [jq]=jq [htpasswd]=apache2-utils
   [openssl]=openssl [wrk]=wrk [hyperfine]=hyperfine [curl]=curl [unzip]=unzip
-  [/usr/bin/time]=time [nginx]=nginx-light
+  [/usr/bin/time]=time [nginx]=nginx-light [dockerd]=docker.io
 )
 missing=()
 for cmd in "${!APT[@]}"; do
@@ -91,6 +91,7 @@ ver skopeo skopeo --version
 ver podman podman --version
 ver buildah buildah --version
 ver containerd containerd --version
+ver dockerd dockerd --version
 ver jq jq --version
 ver htpasswd dpkg-query -W -f '${Version}' apache2-utils
 ver openssl openssl version

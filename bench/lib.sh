@@ -127,6 +127,8 @@ start_server() {
   exec {fd}<"$fifo"
   read -r -u "$fd" line # "polling"
   local env=(REGISTRY_LOG_LEVEL=warn)
+  # MIRROR_OF=URL: a pull-through cache of that upstream (registry:2's proxy.remoteurl, both servers).
+  [ -z "${MIRROR_OF:-}" ] || env+=(REGISTRY_PROXY_REMOTEURL="$MIRROR_OF")
   t0=$EPOCHREALTIME
   if [ "$slot" = dockyard ] && [ -n "$DOCKYARD_BIN" ]; then
     [ -z "${SERVER_TLS:-}" ] || env+=(REGISTRY_HTTP_TLS_CERTIFICATE="$TLS_CERT" REGISTRY_HTTP_TLS_KEY="$TLS_KEY")

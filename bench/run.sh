@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Dockyard vs distribution 2.8.2, side by side in one run. Usage: bench/run.sh [scenario...]
-# Scenarios: hashwrite push-blob pull-blob manifest-get e2e-skopeo memory tls-pull auth-pull auth-flood (default: all). See bench/README.md.
+# Scenarios: hashwrite push-blob pull-blob manifest-get e2e-skopeo memory tls-pull auth-pull auth-flood mirror (default: all). See bench/README.md.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-ALL=(hashwrite push-blob pull-blob manifest-get e2e-skopeo memory tls-pull auth-pull auth-flood)
+ALL=(hashwrite push-blob pull-blob manifest-get e2e-skopeo memory tls-pull auth-pull auth-flood mirror)
 case ${1:-} in -h | --help) sed -n '2,3s/^# //p' "$0"; exit 0 ;; esac
 selected=("$@")
 [ $# -gt 0 ] || selected=("${ALL[@]}")

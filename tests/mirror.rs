@@ -788,3 +788,58 @@ fn the_docker_engine_pulls_library_images_through_registry_mirrors() {
             .is_empty()
     );
 }
+
+#[test]
+fn oras_discovers_an_upstreams_referrers_through_the_mirror() {
+    let dir = TempDir::new().unwrap();
+    let upstream = Server::builder().target(Target::Dockyard).start();
+    std::fs::write(dir.path().join("app.txt"), "the subject").unwrap();
+    std::fs::write(dir.path().join("sbom.txt"), "an sbom").unwrap();
+    let oras = |args: &[&str]| run(common::cmd("oras", args).current_dir(dir.path()));
+    let at_upstream = format!("{}/team/app:v1", upstream.addr);
+    oras(&[
+        "push",
+        "--plain-http",
+        &at_upstream,
+        "--artifact-type",
+        "application/vnd.dockyard.test.app",
+        "app.txt:text/plain",
+    ]);
+    oras(&[
+        "attach",
+        "--plain-http",
+        "--artifact-type",
+        "application/vnd.dockyard.test.sbom",
+        &at_upstream,
+        "sbom.txt:text/plain",
+    ]);
+    let remote = format!("http://{}", upstream.addr);
+    let mirror = mirror(&[("REGISTRY_PROXY_REMOTEURL", &remote)]);
+    let through = format!("{}/team/app:v1", mirror.addr);
+    let found = oras(&["discover", "--plain-http", "--format", "json", &through]);
+    let found: serde_json::Value = serde_json::from_str(&found).unwrap();
+    let referrers = found["referrers"].as_array().unwrap();
+    assert_eq!(referrers.len(), 1, "{found:#}");
+    assert_eq!(
+        referrers[0]["artifactType"],
+        "application/vnd.dockyard.test.sbom"
+    );
+    assert!(
+        !mirror.access_lines("GET", "/referrers/sha256:").is_empty(),
+        "asked the mirror's referrers API"
+    );
+    // The referrer itself pulls through the mirror.
+    let out = dir.path().join("pulled");
+    let digest = referrers[0]["digest"].as_str().unwrap();
+    oras(&[
+        "pull",
+        "--plain-http",
+        "-o",
+        &out.display().to_string(),
+        &format!("{}/team/app@{digest}", mirror.addr),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("sbom.txt")).unwrap(),
+        "an sbom"
+    );
+}

@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod challenge;
+mod client;
 mod flight;
 mod manifests;
 pub mod metrics;
@@ -339,6 +340,52 @@ impl Mirror {
     }
 }
 
+impl Mirror {
+    /// The upstream's referrers of `subject` (its answer is an OCI index).
+    async fn upstream_referrers(
+        &self,
+        name: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> std::result::Result<Vec<Descriptor>, String> {
+        let (upstream, remote) = self.upstream_of(name).map_err(|e| e.to_string())?;
+        let mut path = format!("/v2/{remote}/referrers/{subject}");
+        if let Some(t) = artifact_type {
+            path.push_str(&format!("?artifactType={}", t.replace('+', "%2B")));
+        }
+        let resp = upstream
+            .send(
+                Method::GET,
+                &path,
+                &remote,
+                &[crate::oci::manifest::OCI_INDEX],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let index: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+        Ok(manifests
+            .iter()
+            .filter_map(|m| {
+                Some(Descriptor {
+                    media_type: m["mediaType"].as_str()?.to_owned(),
+                    digest: m["digest"].as_str()?.parse().ok()?,
+                    size: m["size"].as_u64()?,
+                    artifact_type: m["artifactType"].as_str().map(str::to_owned),
+                    annotations: serde_json::from_value(m["annotations"].clone()).ok(),
+                })
+            })
+            .filter(|d| artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t)))
+            .collect())
+    }
+}
+
 /// How often the cache is checked against `proxy.ttl` and `proxy.maxsize`.
 const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -405,7 +452,14 @@ impl Store for Mirror {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>> {
-        self.local.referrers(name, subject, artifact_type).await
+        match self.upstream_referrers(name, subject, artifact_type).await {
+            Ok(found) => Ok(found),
+            // An upstream without the referrers API, or one that is down: what is cached.
+            Err(e) => {
+                tracing::debug!(repository = %name, error = %e, "referrers from the cache");
+                self.local.referrers(name, subject, artifact_type).await
+            }
+        }
     }
 
     async fn repositories(&self) -> Result<Vec<String>> {

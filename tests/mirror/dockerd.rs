@@ -111,6 +111,7 @@ impl Drop for Dockerd {
         let _ = Command::new("umount")
             .arg("-R")
             .arg(self.dir.join("exec"))
+            .stderr(Stdio::null())
             .status();
     }
 }

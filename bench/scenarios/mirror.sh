@@ -71,10 +71,13 @@ mirror_once() {
   local blobs
   blobs=$("$PY" -c 'import json,sys; d=sys.argv[1]; i=json.load(open(d+"/index.json")); m=json.load(open(d+"/blobs/"+i["manifests"][0]["digest"].replace(":","/"))); print(" ".join([m["config"]["digest"]]+[l["digest"] for l in m["layers"]]))' "$MIRROR_SMALL")
   curl -sS -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' "${BASE[$slot]}/v2/library/small/manifests/latest"
+  local pulls=() p
   for ((i = 0; i < MIRROR_CONCURRENT; i++)); do
     (for d in $blobs; do curl -sS -o /dev/null "${BASE[$slot]}/v2/library/small/blobs/$d" || exit 1; done) &
+    pulls+=($!)
   done
-  wait || die "$slot: a concurrent pull failed"
+  # Only these: a bare `wait` would also wait for the servers.
+  for p in "${pulls[@]}"; do wait "$p" || die "$slot: a concurrent pull failed"; done
   wchar_after=$(awk '$1 == "wchar:" { print $2 }' "/proc/${PID[upstream]}/io")
   local rss small_bytes
   rss=$(mib "$(proc_kib "$slot" VmHWM)")

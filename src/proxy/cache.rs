@@ -34,6 +34,8 @@ pub struct Eviction {
 #[derive(Default)]
 pub struct CacheIndex {
     entries: Mutex<HashMap<Digest, Entry>>,
+    /// The sum of the entries' sizes, kept as they change.
+    total: std::sync::atomic::AtomicU64,
 }
 
 impl CacheIndex {
@@ -52,13 +54,21 @@ impl CacheIndex {
         refs: Option<Vec<Digest>>,
         at: SystemTime,
     ) {
+        use std::sync::atomic::Ordering;
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = entries.entry(digest.clone()).or_insert_with(|| Entry {
-            size,
-            last_used: at,
-            repos: BTreeSet::new(),
-            refs: None,
+        let entry = entries.entry(digest.clone()).or_insert_with(|| {
+            self.total.fetch_add(size, Ordering::Relaxed);
+            Entry {
+                size,
+                last_used: at,
+                repos: BTreeSet::new(),
+                refs: None,
+            }
         });
+        if entry.size != size {
+            self.total.fetch_add(size, Ordering::Relaxed);
+            self.total.fetch_sub(entry.size, Ordering::Relaxed);
+        }
         entry.size = size;
         entry.last_used = entry.last_used.max(at);
         entry.repos.insert(repo.clone());
@@ -74,16 +84,20 @@ impl CacheIndex {
     }
 
     pub fn remove(&self, digest: &Digest) {
-        self.entries
+        let removed = self
+            .entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(digest);
+        if let Some(entry) = removed {
+            self.total
+                .fetch_sub(entry.size, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Bytes cached.
     pub fn size(&self) -> u64 {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.values().map(|e| e.size).sum()
+        self.total.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// What to evict now.

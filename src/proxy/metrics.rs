@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,6 +31,8 @@ pub struct ProxyMetrics {
     pub pushed_bytes: Family<Labels, Counter>,
     pub coalesced: Family<Labels, Counter>,
     pub upstream_errors: Family<ErrorLabels, Counter>,
+    /// Bytes the cache holds (what it knows of: see `cache`).
+    pub cache_bytes: Gauge,
 }
 
 impl ProxyMetrics {
@@ -67,6 +70,11 @@ impl ProxyMetrics {
             "upstream_errors",
             "Upstream failures, by kind",
             self.upstream_errors.clone(),
+        );
+        dockyard.register(
+            "cache_bytes",
+            "Bytes of cached blobs and manifests",
+            self.cache_bytes.clone(),
         );
     }
 

@@ -96,6 +96,7 @@ impl Mirror {
                         item.modified,
                     );
                 }
+                self.report_size();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the cache's contents; eviction covers only what is used from now on")
@@ -148,6 +149,7 @@ impl Mirror {
                 }
             }
         }
+        self.report_size();
         if freed > 0 {
             tracing::info!(
                 freed_bytes = freed,
@@ -156,6 +158,11 @@ impl Mirror {
             );
         }
         freed
+    }
+
+    fn report_size(&self) {
+        let bytes = i64::try_from(self.cache.size()).unwrap_or(i64::MAX);
+        self.metrics.cache_bytes.set(bytes);
     }
 
     /// Wraps a blob stream so the blob counts as being served until the stream is dropped.
@@ -280,6 +287,7 @@ impl Mirror {
             ),
         };
         self.cache.touch(digest, name, size, None);
+        self.report_size();
         if self
             .settings
             .max_size

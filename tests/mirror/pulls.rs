@@ -85,6 +85,10 @@ fn a_registry2_style_mirror_pulls_through_with_its_own_credentials_once_per_blob
         )),
         20 * (image.layer_digests.len() as u64 + 1)
     );
+    assert!(
+        value("dockyard_proxy_cache_bytes") >= blob_bytes,
+        "{metrics}"
+    );
     // Pushes to a mirror are refused, as registry:2 does.
     let resp = http::request(
         &mirror.addr,

@@ -426,3 +426,201 @@ fn oras_discovers_an_upstreams_referrers_through_the_mirror() {
         "an sbom"
     );
 }
+
+/// A CA and a server certificate for 127.0.0.1 it signed, by openssl: (ca, cert, key).
+fn ca_and_server(dir: &std::path::Path) -> (String, String, String) {
+    let p = |name: &str| dir.join(name).display().to_string();
+    let (ca, ca_key, csr, cert, key, ext) = (
+        p("ca.crt"),
+        p("ca.key"),
+        p("server.csr"),
+        p("server.crt"),
+        p("server.key"),
+        p("server.ext"),
+    );
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(Command::new("openssl")
+        .args(["req", "-x509"])
+        .args(ec)
+        .args([
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+            "-days",
+            "1",
+            "-subj",
+            "/CN=upstream test CA",
+        ]));
+    run(Command::new("openssl").args(["req"]).args(ec).args([
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=127.0.0.1",
+    ]));
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(Command::new("openssl").args([
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "1",
+        "-extfile",
+        &ext,
+    ]));
+    (ca, cert, key)
+}
+
+#[test]
+fn an_https_upstream_is_trusted_through_its_ca_or_insecure_and_refused_otherwise() {
+    let dir = TempDir::new().unwrap();
+    let (ca, cert, key) = ca_and_server(dir.path());
+    let upstream = Server::builder()
+        .target(Target::Dockyard)
+        .https()
+        .env("REGISTRY_HTTP_TLS_CERTIFICATE", &cert)
+        .env("REGISTRY_HTTP_TLS_KEY", &key)
+        .start();
+    let layout = dir.path().join("layout");
+    let image = write_oci_layout(&layout, "tls", &[150_000]);
+    skopeo_copy(
+        &[],
+        &format!("oci:{}:tls", layout.display()),
+        &format!("docker://{}/team/app:v1", upstream.addr),
+    );
+    let with = |extra: &str, name: &str| {
+        let config = dir.path().join(format!("{name}.yml"));
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nproxy:\n  upstreams:\n  - host: secure.example\n    urls: [https://{}]\n{extra}",
+                upstream.addr
+            ),
+        )
+        .unwrap();
+        mirror(&[("DOCKYARD_CONFIG", &config.display().to_string())])
+    };
+    let trusted = with(&format!("    ca: {ca}\n"), "trusted");
+    // A self-signed upstream: its own certificate as the `ca` (docker's certs.d/ca.crt way).
+    let pinned = with(&format!("    ca: {cert}\n"), "pinned");
+    let insecure = with("    insecure: true\n", "insecure");
+    let untrusted = with("", "untrusted");
+    for (mirror, name) in [
+        (&trusted, "ca"),
+        (&pinned, "pinned"),
+        (&insecure, "insecure"),
+    ] {
+        let out = dir.path().join(format!("pulled-{name}"));
+        skopeo_copy(
+            &[],
+            &format!("docker://{}/team/app:v1", mirror.addr),
+            &format!("oci:{}:tls", out.display()),
+        );
+        assert_same_image(&layout, &out, &image.manifest_digest);
+    }
+    let resp = http::request(
+        &untrusted.addr,
+        "GET",
+        "/v2/team/app/manifests/v1",
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert!(
+        resp.text().to_lowercase().contains("certificate"),
+        "{}",
+        resp.text()
+    );
+}
+
+#[test]
+fn a_tag_is_revalidated_by_head_and_an_unchanged_manifest_is_not_fetched_again() {
+    let dir = TempDir::new().unwrap();
+    let upstream = Server::builder().target(Target::Distribution).start();
+    let layout = dir.path().join("layout");
+    write_oci_layout(&layout, "fresh", &[1000]);
+    skopeo_copy(
+        &[],
+        &format!("oci:{}:fresh", layout.display()),
+        &format!("docker://{}/library/app:v1", upstream.addr),
+    );
+    let remote = format!("http://{}", upstream.addr);
+    let count = |needle: &str| {
+        upstream
+            .log()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    let (get, head) = (
+        "\"GET /v2/library/app/manifests/",
+        "\"HEAD /v2/library/app/manifests/v1",
+    );
+    let (gets_before, heads_before) = (count(get), count(head));
+    let checking = mirror(&[
+        ("REGISTRY_PROXY_REMOTEURL", &remote),
+        ("REGISTRY_PROXY_FRESHNESS", "0s"),
+    ]);
+    let accept = [("Accept", common::oci::OCI_MANIFEST)];
+    for _ in 0..3 {
+        let resp = http::request(
+            &checking.addr,
+            "GET",
+            "/v2/library/app/manifests/v1",
+            &accept,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(resp.status, 200);
+    }
+    let gets = count(get) - gets_before;
+    let heads = count(head) - heads_before;
+    assert_eq!(gets, 1, "the manifest is fetched once:\n{}", upstream.log());
+    assert_eq!(
+        heads, 3,
+        "the tag is checked by HEAD, which Docker Hub does not count"
+    );
+    // Within the freshness interval the upstream is not asked at all.
+    let fresh = mirror(&[
+        ("REGISTRY_PROXY_REMOTEURL", &remote),
+        ("REGISTRY_PROXY_FRESHNESS", "1h"),
+    ]);
+    for _ in 0..3 {
+        let resp = http::request(
+            &fresh.addr,
+            "GET",
+            "/v2/library/app/manifests/v1",
+            &accept,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(resp.status, 200);
+    }
+    let heads_after = count(head) - heads_before;
+    assert_eq!(
+        heads_after,
+        heads + 1,
+        "one check, then the fresh tag is served from the cache"
+    );
+}

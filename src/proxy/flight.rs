@@ -21,7 +21,7 @@ use crate::oci::{Digest, RepoName};
 use crate::storage::ByteStream;
 
 /// Bytes gathered before they are made readable, unless the upstream pauses first.
-const FLUSH_EVERY: usize = 256 << 10;
+const FLUSH_EVERY: usize = 512 << 10;
 
 /// How far a fetch has come.
 #[derive(Debug, Clone, Default)]
@@ -297,8 +297,8 @@ impl Fetch {
                 Some(frame) => frame,
                 None => {
                     if unflushed > 0 {
-                        writer.flush().await.map_err(|e| e.to_string())?;
-                        tx.send_modify(|p| p.written = received);
+                        let readable = writer.flush().await.map_err(|e| e.to_string())?;
+                        tx.send_modify(|p| p.written = readable);
                         unflushed = 0;
                     }
                     body.frame().await
@@ -314,8 +314,8 @@ impl Fetch {
             unflushed += data.len();
             writer.write(data).await.map_err(|e| e.to_string())?;
             if unflushed >= FLUSH_EVERY {
-                writer.flush().await.map_err(|e| e.to_string())?;
-                tx.send_modify(|p| p.written = received);
+                let readable = writer.flush().await.map_err(|e| e.to_string())?;
+                tx.send_modify(|p| p.written = readable);
                 unflushed = 0;
             }
         }
@@ -329,8 +329,10 @@ impl Fetch {
         if size.is_none() {
             tx.send_modify(|p| p.size = Some(received));
         }
+        // Twice: the first starts the last batch, the second waits for it.
         writer.flush().await.map_err(|e| e.to_string())?;
-        tx.send_modify(|p| p.written = received);
+        let readable = writer.flush().await.map_err(|e| e.to_string())?;
+        tx.send_modify(|p| p.written = readable);
         super::metrics::ProxyMetrics::count(
             &self.upstream.metrics.pulled_bytes,
             &self.upstream.host,

@@ -338,9 +338,12 @@ impl FileWriter for FsWriter {
         }
     }
 
-    async fn flush(&mut self) -> Result<()> {
+    async fn flush(&mut self) -> Result<u64> {
+        // The batch started now is written while the caller goes on; what came before it is
+        // in the file.
+        let starting = self.batch_len as u64;
         self.flush_batch().await?;
-        self.wait_pending().await
+        Ok(self.size - starting)
     }
 
     async fn cancel(mut self: Box<Self>) -> Result<()> {

@@ -170,11 +170,11 @@ impl FileWriter for MemoryWriter {
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<()> {
+    async fn flush(&mut self) -> Result<u64> {
         let now = SystemTime::now();
         let content = Bytes::copy_from_slice(&self.buf);
         self.driver.lock().insert(self.path.clone(), (content, now));
-        Ok(())
+        Ok(self.buf.len() as u64)
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {

@@ -96,9 +96,11 @@ pub trait FileWriter: Send {
     async fn write(&mut self, data: Bytes) -> Result<()>;
     /// Size of the object including everything written so far.
     fn size(&self) -> u64;
-    /// Makes what was written so far readable through [`Driver::reader`] (not necessarily
-    /// durable), for readers that follow a write in progress.
-    async fn flush(&mut self) -> Result<()>;
+    /// Starts making what was written so far readable through [`Driver::reader`] (not
+    /// necessarily durable), for readers that follow a write in progress. Returns how many
+    /// bytes of the object are readable now; a second call with nothing written in between
+    /// makes all of them readable.
+    async fn flush(&mut self) -> Result<u64>;
     /// Flushes and makes everything written durable. On failure nothing written through
     /// this writer is kept.
     async fn commit(self: Box<Self>) -> Result<()>;

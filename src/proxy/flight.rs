@@ -22,6 +22,9 @@ use crate::storage::ByteStream;
 
 /// Bytes gathered before they are made readable, unless the upstream pauses first.
 const FLUSH_EVERY: usize = 512 << 10;
+/// The most a follower reads from the session in one go: with many followers of a slow
+/// client, what each holds in memory stays small.
+const FOLLOW_WINDOW: u64 = 1 << 20;
 
 /// How far a fetch has come.
 #[derive(Debug, Clone, Default)]
@@ -207,7 +210,7 @@ impl Reader {
                 }
                 Some(Err(e)) => return Err(io::Error::other(e.clone())),
                 None if p.written > self.pos => {
-                    let len = p.written.min(self.end) - self.pos;
+                    let len = (p.written.min(self.end) - self.pos).min(FOLLOW_WINDOW);
                     let f = &self.flight;
                     match self
                         .content

@@ -24,7 +24,7 @@ use crate::storage::ByteStream;
 const FLUSH_EVERY: usize = 512 << 10;
 /// The most a follower reads from the session in one go: with many followers of a slow
 /// client, what each holds in memory stays small.
-const FOLLOW_WINDOW: u64 = 1 << 20;
+const FOLLOW_WINDOW: u64 = 4 << 20;
 
 /// How far a fetch has come.
 #[derive(Debug, Clone, Default)]

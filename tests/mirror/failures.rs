@@ -255,3 +255,43 @@ fn heads_of_uncached_content_are_answered_from_upstream_and_a_killed_mirror_reco
     assert_same_image(&layout, &out, &image.manifest_digest);
     assert!(stored(&data, layer).1, "cached after the restart");
 }
+
+#[test]
+fn a_dead_endpoint_is_skipped_for_the_next_one_and_not_asked_again_for_a_while() {
+    let dir = TempDir::new().unwrap();
+    let upstream = Server::builder().target(Target::Dockyard).start();
+    let layout = dir.path().join("layout");
+    let image = write_oci_layout(&layout, "endpoints", &[50_000]);
+    skopeo_copy(
+        &[],
+        &format!("oci:{}:endpoints", layout.display()),
+        &format!("docker://{}/library/app:v1", upstream.addr),
+    );
+    // Port 1 on loopback refuses: the first endpoint is dead, as a blocked Docker Hub mirror.
+    let config = dir.path().join("mirror.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nproxy:\n  upstreams:\n  - host: docker.io\n    urls: [http://127.0.0.1:1, http://{}]\n",
+            upstream.addr
+        ),
+    )
+    .unwrap();
+    let mirror = mirror(&[("DOCKYARD_CONFIG", &config.display().to_string())]);
+    for round in 0..3 {
+        let out = dir.path().join(format!("pulled-{round}"));
+        skopeo_copy(
+            &[],
+            &format!("docker://{}/library/app:v1", mirror.addr),
+            &format!("oci:{}:endpoints", out.display()),
+        );
+        assert_same_image(&layout, &out, &image.manifest_digest);
+    }
+    let failed = mirror.log().matches("upstream endpoint failed").count();
+    assert_eq!(
+        failed,
+        1,
+        "the dead endpoint is tried once, then skipped:\n{}",
+        mirror.log()
+    );
+}

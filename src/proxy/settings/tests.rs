@@ -1,7 +1,7 @@
 //! Tests of the mirror's settings and routing.
 
 use super::*;
-use crate::config::{Config, UpstreamConfig};
+use crate::config::Config;
 
 fn settings(yaml: &str) -> Result<Option<Settings>, String> {
     let config = Config::parse(yaml, Vec::<(String, String)>::new())
@@ -167,5 +167,4 @@ fn bad_upstream_lists_say_what_to_fix() {
         Err(RouteError::NoDefault)
     );
     assert!(settings("").unwrap().is_none());
-    let _ = UpstreamConfig::default();
 }

@@ -72,6 +72,8 @@ struct Client {
     tokens: f64,
     updated: Instant,
     queue: VecDeque<Job>,
+    /// The address is in the rotation (once at most, however its queue changed).
+    in_rotation: bool,
 }
 
 impl Client {
@@ -173,8 +175,10 @@ impl Verifier {
                 tokens: f64::from(budget.burst),
                 updated: now,
                 queue: VecDeque::new(),
+                in_rotation: false,
             });
-            let was_idle = entry.queue.is_empty();
+            let was_idle = !entry.in_rotation;
+            entry.in_rotation = true;
             entry.queue.push_back(Job {
                 client,
                 password,
@@ -271,17 +275,20 @@ fn next_job(state: &mut State, now: Instant, budget: &Budget) -> Result<Job, Opt
         let before = client.queue.len();
         client.queue.retain(|j| !j.reply.is_closed());
         let mut removed = before - client.queue.len();
-        if client.tokens < 1.0 {
-            removed += client.expire(now, budget);
-        }
+        // A check that waited past max_wait is answered, budget or not: waits stay bounded
+        // when the pool is merely busy, too.
+        removed += client.expire(now, budget);
         state.queued -= removed;
         if client.queue.is_empty() {
+            client.in_rotation = false;
             continue;
         }
         if client.tokens >= 1.0 {
             client.tokens -= 1.0;
             let job = client.queue.pop_front();
-            if !client.queue.is_empty() {
+            if client.queue.is_empty() {
+                client.in_rotation = false;
+            } else {
                 state.rotation.push_back(addr);
             }
             if let Some(job) = job {
@@ -366,6 +373,38 @@ mod tests {
         assert_eq!(budget_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
         let v4: IpAddr = "192.0.2.8".parse().unwrap();
         assert_eq!(budget_key(v4), v4);
+    }
+
+    #[tokio::test]
+    async fn waits_stay_bounded_when_the_pool_is_merely_busy() {
+        let budget = Budget {
+            burst: 100,
+            refill: Duration::from_secs(1),
+            max_wait: Duration::from_millis(300),
+            max_queued: 1000,
+        };
+        let verifier = std::sync::Arc::new(Verifier::new(1, budget));
+        let hash = bcrypt::hash("x", 10).unwrap();
+        let started = Instant::now();
+        let checks = (0..30u8).map(|i| {
+            let (verifier, hash) = (verifier.clone(), hash.clone());
+            tokio::spawn(async move {
+                let client = IpAddr::from([192, 0, 2, i]);
+                let outcome = verifier.verify(client, "y".into(), hash).await;
+                (outcome, started.elapsed())
+            })
+        });
+        let answers = futures::future::join_all(checks).await;
+        let throttled = answers
+            .iter()
+            .filter(|a| matches!(a, Ok((Outcome::Throttled(_), _))))
+            .count();
+        assert!(throttled > 0, "30 checks of ~50 ms on one thread cannot all fit in 300 ms");
+        for (outcome, took) in answers.into_iter().flatten() {
+            if let Outcome::Throttled(_) = outcome {
+                assert!(took < Duration::from_secs(2), "a throttled check waited {took:?}");
+            }
+        }
     }
 
     #[tokio::test]

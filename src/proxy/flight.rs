@@ -22,6 +22,8 @@ use crate::storage::ByteStream;
 
 /// Bytes gathered before they are made readable, unless the upstream pauses first.
 const FLUSH_EVERY: usize = 512 << 10;
+/// The longest an upstream may pause in the middle of a blob before the fetch fails.
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 /// The most a follower reads from the session in one go: with many followers of a slow
 /// client, what each holds in memory stays small.
 const FOLLOW_WINDOW: u64 = 4 << 20;
@@ -95,11 +97,14 @@ impl Flights {
             digest: digest.clone(),
             upload,
         };
-        let flights = self.clone();
-        let digest = digest.clone();
+        let landing = Landing {
+            flights: self.clone(),
+            digest: digest.clone(),
+        };
         tokio::spawn(async move {
+            // The flight leaves the map however the task ends, a panic included.
+            let _landing = landing;
             fetch.run(writer, tx).await;
-            flights.lock().remove(&digest);
         });
         Ok((flight, false))
     }
@@ -111,6 +116,18 @@ impl Flights {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Flight>>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Removes a flight from the map when its task ends.
+struct Landing {
+    flights: Arc<Flights>,
+    digest: Digest,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        self.flights.lock().remove(&self.digest);
     }
 }
 
@@ -304,7 +321,15 @@ impl Fetch {
                         tx.send_modify(|p| p.written = readable);
                         unflushed = 0;
                     }
-                    body.frame().await
+                    match tokio::time::timeout(BODY_IDLE, body.frame()).await {
+                        Ok(frame) => frame,
+                        Err(_) => {
+                            return Err(format!(
+                                "upstream sent nothing for {} s after {received} bytes",
+                                BODY_IDLE.as_secs()
+                            ));
+                        }
+                    }
                 }
             };
             let Some(frame) = frame else { break };

@@ -165,28 +165,27 @@ impl Mirror {
         self.metrics.cache_bytes.set(bytes);
     }
 
-    /// Wraps a blob stream so the blob counts as being served until the stream is dropped.
-    fn serve(
-        &self,
-        digest: &Digest,
-        stream: crate::storage::ByteStream,
-    ) -> crate::storage::ByteStream {
+    /// Marks a blob as being served (never evicted) until the guard is dropped.
+    fn hold(&self, digest: &Digest) -> Serving {
         *self
             .serving
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(digest.clone())
             .or_default() += 1;
-        let guard = Serving {
+        Serving {
             digest: digest.clone(),
             serving: self.serving.clone(),
-        };
-        stream
-            .map(move |chunk| {
-                let _ = &guard;
-                chunk
-            })
-            .boxed()
+        }
+    }
+
+    /// Wraps a blob stream so the blob counts as being served until the stream is dropped.
+    fn serve(
+        &self,
+        digest: &Digest,
+        stream: crate::storage::ByteStream,
+    ) -> crate::storage::ByteStream {
+        held(self.hold(digest), stream)
     }
 
     /// The upstream of a stored name and the name there.
@@ -254,6 +253,9 @@ impl Mirror {
             count(&self.metrics.coalesced, 1);
             tracing::debug!(repository = %name, digest = %digest, "joined a fetch in progress");
         }
+        // Held before waiting: once the fetch commits, eviction must not take the blob from
+        // under a client that has not started reading it yet.
+        let guard = self.hold(digest);
         let size = flight.size().await.map_err(|reason| {
             if reason.contains("404") {
                 ContentError::BlobUnknown(digest.clone())
@@ -298,7 +300,7 @@ impl Mirror {
         let opened = OpenedBlob {
             size,
             range: resolved,
-            stream: Some(self.serve(digest, stream)),
+            stream: Some(held(guard, stream)),
         };
         count(&self.metrics.pushed_bytes, served(&opened));
         Ok(opened)
@@ -396,6 +398,16 @@ impl Mirror {
 
 /// How often the cache is checked against `proxy.ttl` and `proxy.maxsize`.
 const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A stream that keeps `guard` until it is dropped.
+fn held(guard: Serving, stream: crate::storage::ByteStream) -> crate::storage::ByteStream {
+    stream
+        .map(move |chunk| {
+            let _ = &guard;
+            chunk
+        })
+        .boxed()
+}
 
 /// Counts a blob as served while alive.
 struct Serving {

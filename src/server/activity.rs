@@ -100,9 +100,9 @@ impl Activity {
 
     /// A response has been sent to its end (or abandoned).
     pub fn request_ended(&self) {
-        let now = self.now_ms();
+        // Stored first, so a reader that sees no request in flight sees this time too.
+        self.idle_since.store(self.now_ms(), Ordering::Release);
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle_since.store(now, Ordering::Release);
             self.head_started.store(NONE, Ordering::Release);
         }
     }

@@ -212,10 +212,13 @@ impl Connection {
 async fn watchdog(activity: &Activity, timeouts: &Timeouts) {
     loop {
         let deadline = activity.deadline(timeouts);
-        if tokio::time::Instant::now().into_std() >= deadline {
+        let now = tokio::time::Instant::now().into_std();
+        if now >= deadline {
             return;
         }
-        tokio::time::sleep_until(deadline.into()).await;
+        // A deadline can move earlier (headers start trickling into an idle connection):
+        // look again at least once per header timeout.
+        tokio::time::sleep_until(deadline.min(now + timeouts.header).into()).await;
     }
 }
 

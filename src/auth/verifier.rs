@@ -399,10 +399,16 @@ mod tests {
             .iter()
             .filter(|a| matches!(a, Ok((Outcome::Throttled(_), _))))
             .count();
-        assert!(throttled > 0, "30 checks of ~50 ms on one thread cannot all fit in 300 ms");
+        assert!(
+            throttled > 0,
+            "30 checks of ~50 ms on one thread cannot all fit in 300 ms"
+        );
         for (outcome, took) in answers.into_iter().flatten() {
             if let Outcome::Throttled(_) = outcome {
-                assert!(took < Duration::from_secs(2), "a throttled check waited {took:?}");
+                assert!(
+                    took < Duration::from_secs(2),
+                    "a throttled check waited {took:?}"
+                );
             }
         }
     }

@@ -22,6 +22,8 @@ use crate::storage::ByteStream;
 
 /// Bytes gathered before they are made readable, unless the upstream pauses first.
 const FLUSH_EVERY: usize = 512 << 10;
+/// A pause of the upstream this long makes every byte received so far readable.
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 /// The longest an upstream may pause in the middle of a blob before the fetch fails.
 const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 /// The most a follower reads from the session in one go: with many followers of a slow
@@ -316,18 +318,27 @@ impl Fetch {
             let frame = match body.frame().now_or_never() {
                 Some(frame) => frame,
                 None => {
+                    // The upstream pauses: make what came readable (its last batch is still
+                    // being written)...
                     if unflushed > 0 {
                         let readable = writer.flush().await.map_err(|e| e.to_string())?;
                         tx.send_modify(|p| p.written = readable);
                         unflushed = 0;
                     }
-                    match tokio::time::timeout(BODY_IDLE, body.frame()).await {
+                    match tokio::time::timeout(PAUSE, body.frame()).await {
                         Ok(frame) => frame,
                         Err(_) => {
-                            return Err(format!(
-                                "upstream sent nothing for {} s after {received} bytes",
-                                BODY_IDLE.as_secs()
-                            ));
+                            // ...and if the pause lasts, all of it: this flush waits for the
+                            // last write.
+                            let readable = writer.flush().await.map_err(|e| e.to_string())?;
+                            tx.send_modify(|p| p.written = readable);
+                            let next = tokio::time::timeout(BODY_IDLE, body.frame()).await;
+                            next.map_err(|_| {
+                                format!(
+                                    "upstream sent nothing for {} s after {received} bytes",
+                                    BODY_IDLE.as_secs()
+                                )
+                            })?
                         }
                     }
                 }

@@ -386,8 +386,7 @@ impl Config {
     pub fn listen_addr(&self) -> String {
         match self.http.addr.as_deref().map(str::trim) {
             None | Some("") => "0.0.0.0:5000".to_owned(),
-            Some(a) if a.starts_with(':') => format!("0.0.0.0{a}"),
-            Some(a) => a.to_owned(),
+            Some(a) => socket_addr(a),
         }
     }
 
@@ -425,6 +424,16 @@ impl Config {
 
     pub fn max_manifest_size(&self) -> u64 {
         self.validation.manifests.maxsize.unwrap_or(4 << 20)
+    }
+}
+
+/// A Go listen address as a socket address: `:5000` means every interface.
+pub fn socket_addr(addr: &str) -> String {
+    let addr = addr.trim();
+    if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_owned()
     }
 }
 

@@ -206,12 +206,7 @@ pub async fn run(
         .transpose()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let addr = config.listen_addr();
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: addr.clone(),
-            source,
-        })?;
+    let listener = bind(&addr).await?;
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
     tracing::info!(
         listen = %local,
@@ -253,6 +248,15 @@ pub async fn run(
     }
 }
 
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
 /// registry:2's `http.debug` listener with `/metrics` (when `prometheus.enabled`).
 async fn debug_server(
     config: &Config,
@@ -262,10 +266,7 @@ async fn debug_server(
     let Some(addr) = debug.addr.as_deref().filter(|a| !a.trim().is_empty()) else {
         return Ok(None);
     };
-    let addr = match addr.trim() {
-        a if a.starts_with(':') => format!("0.0.0.0{a}"),
-        a => a.to_owned(),
-    };
+    let addr = crate::config::socket_addr(addr);
     let path = debug
         .prometheus
         .path
@@ -292,12 +293,7 @@ async fn debug_server(
             }),
         );
     }
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: addr.clone(),
-            source,
-        })?;
+    let listener = bind(&addr).await?;
     let enabled = debug.prometheus.enabled;
     tracing::info!(addr = %addr, metrics = enabled, "debug server listening");
     Ok(Some(async move {

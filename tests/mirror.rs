@@ -59,6 +59,25 @@ fn mirror(env: &[(&str, &str)]) -> Server {
     builder.start()
 }
 
+/// Writes an image with `layers` to the layout at `layout` (tagged `tag` there) and pushes
+/// it with skopeo (and `extra` flags) to `<upstream>/<repo>:v1`.
+fn seed(
+    upstream: &Server,
+    layout: &std::path::Path,
+    tag: &str,
+    layers: &[usize],
+    repo: &str,
+    extra: &[&str],
+) -> common::oci::ImageInfo {
+    let image = write_oci_layout(layout, tag, layers);
+    skopeo_copy(
+        extra,
+        &format!("oci:{}:{tag}", layout.display()),
+        &format!("docker://{}/{repo}:v1", upstream.addr),
+    );
+    image
+}
+
 /// A loopback address with a free port.
 fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

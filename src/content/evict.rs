@@ -90,13 +90,7 @@ impl Content {
                         .await
                         .map_or(SystemTime::now(), |i| i.modified);
                     let refs = manifest::parse(&m.bytes, Some(&m.media_type))
-                        .map(|p| {
-                            p.blobs
-                                .iter()
-                                .chain(&p.manifests)
-                                .map(|d| d.digest.clone())
-                                .collect()
-                        })
+                        .map(|p| p.references())
                         .unwrap_or_default();
                     items.push(Item {
                         digest,

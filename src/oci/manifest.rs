@@ -60,6 +60,17 @@ pub struct ParsedManifest {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
+impl ParsedManifest {
+    /// The digests it references: blobs, then child manifests.
+    pub fn references(&self) -> Vec<Digest> {
+        self.blobs
+            .iter()
+            .chain(&self.manifests)
+            .map(|d| d.digest.clone())
+            .collect()
+    }
+}
+
 /// Strips parameters (`; charset=...`) and whitespace from a Content-Type value.
 pub fn essence(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or("").trim()

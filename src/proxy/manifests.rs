@@ -40,13 +40,7 @@ impl Mirror {
             // A manifest's references are read once; later uses only refresh its time.
             let refs = (!self.cache.has_refs(&m.digest)).then(|| {
                 manifest::parse(&m.bytes, Some(&m.media_type))
-                    .map(|p| {
-                        p.blobs
-                            .iter()
-                            .chain(&p.manifests)
-                            .map(|d| d.digest.clone())
-                            .collect()
-                    })
+                    .map(|p| p.references())
                     .unwrap_or_default()
             });
             self.cache.touch(&m.digest, name, m.size, refs);
@@ -117,9 +111,13 @@ impl Mirror {
             .insert(key, Instant::now());
         let by_digest = Reference::Digest(described.digest.clone());
         if let Ok(m) = self.local.get_manifest(name, &by_digest).await {
-            self.local
-                .cache_manifest(name, &m.digest, Some(tag), m.bytes.clone(), &m.media_type)
-                .await?;
+            // Only a tag that moved upstream is written again.
+            let current = self.local.resolve(name, &reference).await.ok();
+            if current.as_ref() != Some(&m.digest) {
+                self.local
+                    .cache_manifest(name, &m.digest, Some(tag), m.bytes.clone(), &m.media_type)
+                    .await?;
+            }
             return Ok((m, true));
         }
         if head {
@@ -137,12 +135,20 @@ impl Mirror {
         Ok((m, false))
     }
 
-    /// HEAD of a manifest upstream: its digest, type and size.
-    async fn describe(
+    /// Sends `method` for manifest `reference` of `name` to its upstream.
+    async fn ask(
         &self,
         name: &RepoName,
+        method: Method,
         reference: &str,
-    ) -> std::result::Result<Described, UpstreamError> {
+    ) -> std::result::Result<
+        (
+            std::sync::Arc<super::Upstream>,
+            hyper::Response<hyper::body::Incoming>,
+        ),
+        UpstreamError,
+    > {
+        // Callers have routed `name` already (`manifest` does first); this cannot fail then.
         let (upstream, remote) =
             self.upstream_of(name)
                 .map_err(|e| UpstreamError::Unreachable {
@@ -150,7 +156,17 @@ impl Mirror {
                     reason: e.to_string(),
                 })?;
         let path = format!("/v2/{remote}/manifests/{reference}");
-        let resp = upstream.send(Method::HEAD, &path, &remote, ACCEPT).await?;
+        let resp = upstream.send(method, &path, &remote, ACCEPT).await?;
+        Ok((upstream, resp))
+    }
+
+    /// HEAD of a manifest upstream: its digest, type and size.
+    async fn describe(
+        &self,
+        name: &RepoName,
+        reference: &str,
+    ) -> std::result::Result<Described, UpstreamError> {
+        let (_, resp) = self.ask(name, Method::HEAD, reference).await?;
         let headers = resp.headers();
         let text = |h| {
             headers
@@ -252,14 +268,7 @@ impl Mirror {
         name: &RepoName,
         reference: &str,
     ) -> std::result::Result<(Bytes, String), UpstreamError> {
-        let (upstream, remote) =
-            self.upstream_of(name)
-                .map_err(|e| UpstreamError::Unreachable {
-                    host: name.to_string(),
-                    reason: e.to_string(),
-                })?;
-        let path = format!("/v2/{remote}/manifests/{reference}");
-        let resp = upstream.send(Method::GET, &path, &remote, ACCEPT).await?;
+        let (upstream, resp) = self.ask(name, Method::GET, reference).await?;
         let media_type = resp
             .headers()
             .get(header::CONTENT_TYPE)

@@ -8,12 +8,7 @@ fn a_warm_cache_serves_with_the_upstream_down_and_cold_content_gets_a_clear_erro
     let dir = TempDir::new().unwrap();
     let mut upstream = Server::builder().target(Target::Dockyard).start();
     let layout = dir.path().join("layout");
-    let image = write_oci_layout(&layout, "v1", &[500_000]);
-    skopeo_copy(
-        &[],
-        &format!("oci:{}:v1", layout.display()),
-        &format!("docker://{}/library/app:v1", upstream.addr),
-    );
+    let image = seed(&upstream, &layout, "v1", &[500_000], "library/app", &[]);
     let remote = format!("http://{}", upstream.addr);
     let mirror = mirror(&[
         ("REGISTRY_PROXY_REMOTEURL", &remote),
@@ -56,12 +51,7 @@ fn an_upstream_killed_mid_blob_fails_the_client_caches_nothing_and_the_next_pull
         .data_dir(&data)
         .start();
     let layout = dir.path().join("layout");
-    let image = write_oci_layout(&layout, "v1", &[256 << 20]);
-    skopeo_copy(
-        &[],
-        &format!("oci:{}:v1", layout.display()),
-        &format!("docker://{}/library/big:v1", upstream.addr),
-    );
+    let image = seed(&upstream, &layout, "v1", &[256 << 20], "library/big", &[]);
     let remote = format!("http://{}", upstream.addr);
     let mirror_data = dir.path().join("mirror-data");
     std::fs::create_dir_all(&mirror_data).unwrap();
@@ -173,11 +163,13 @@ fn heads_of_uncached_content_are_answered_from_upstream_and_a_killed_mirror_reco
     let dir = TempDir::new().unwrap();
     let upstream = Server::builder().target(Target::Dockyard).start();
     let layout = dir.path().join("layout");
-    let image = write_oci_layout(&layout, "heads", &[128 << 20, 1000]);
-    skopeo_copy(
+    let image = seed(
+        &upstream,
+        &layout,
+        "heads",
+        &[128 << 20, 1000],
+        "library/app",
         &[],
-        &format!("oci:{}:heads", layout.display()),
-        &format!("docker://{}/library/app:v1", upstream.addr),
     );
     let remote = format!("http://{}", upstream.addr);
     let data = dir.path().join("mirror-data");
@@ -261,11 +253,13 @@ fn a_dead_endpoint_is_skipped_for_the_next_one_and_not_asked_again_for_a_while()
     let dir = TempDir::new().unwrap();
     let upstream = Server::builder().target(Target::Dockyard).start();
     let layout = dir.path().join("layout");
-    let image = write_oci_layout(&layout, "endpoints", &[50_000]);
-    skopeo_copy(
+    let image = seed(
+        &upstream,
+        &layout,
+        "endpoints",
+        &[50_000],
+        "library/app",
         &[],
-        &format!("oci:{}:endpoints", layout.display()),
-        &format!("docker://{}/library/app:v1", upstream.addr),
     );
     // Port 1 on loopback refuses: the first endpoint is dead, as a blocked Docker Hub mirror.
     let config = dir.path().join("mirror.yml");

@@ -9,11 +9,13 @@ fn a_registry2_style_mirror_pulls_through_with_its_own_credentials_once_per_blob
     let dir = TempDir::new().unwrap();
     let upstream = distribution_with_auth(&dir);
     let layout = dir.path().join("layout");
-    let image = write_oci_layout(&layout, "v1", &[3 << 20, 200_000, 1000]);
-    skopeo_copy(
+    let image = seed(
+        &upstream,
+        &layout,
+        "v1",
+        &[3 << 20, 200_000, 1000],
+        "library/app",
         &["--dest-creds", "mirror:mirror-pass"],
-        &format!("oci:{}:v1", layout.display()),
-        &format!("docker://{}/library/app:v1", upstream.addr),
     );
     let remote = format!("http://{}", upstream.addr);
     let debug = free_addr();
@@ -198,11 +200,13 @@ fn the_docker_token_flow_gets_one_token_per_scope_with_the_mirrors_own_credentia
     }
     let upstream = builder.start();
     let layout = dir.path().join("layout");
-    let image = write_oci_layout(&layout, "v1", &[300_000, 2000]);
-    skopeo_copy(
+    let image = seed(
+        &upstream,
+        &layout,
+        "v1",
+        &[300_000, 2000],
+        "library/app",
         &[],
-        &format!("oci:{}:v1", layout.display()),
-        &format!("docker://{}/library/app:v1", upstream.addr),
     );
     let anonymous = issuer.requests.lock().unwrap().len();
     assert!(anonymous > 0, "the upstream really asks for tokens");
@@ -264,11 +268,13 @@ fn podman_pulls_through_a_registries_conf_mirror_with_a_path_prefix_location() {
     let dir = TempDir::new().unwrap();
     let upstream = Server::builder().target(Target::Dockyard).start();
     let layout = dir.path().join("layout");
-    let image = write_oci_layout(&layout, "podman", &[400_000, 3000]);
-    skopeo_copy(
+    let image = seed(
+        &upstream,
+        &layout,
+        "podman",
+        &[400_000, 3000],
+        "team/app",
         &[],
-        &format!("oci:{}:podman", layout.display()),
-        &format!("docker://{}/team/app:v1", upstream.addr),
     );
     let config = dir.path().join("mirror.yml");
     std::fs::write(
@@ -318,11 +324,13 @@ fn the_docker_engine_pulls_library_images_through_registry_mirrors() {
     let dir = TempDir::new().unwrap();
     let upstream = Server::builder().target(Target::Dockyard).start();
     let layout = dir.path().join("layout");
-    let image = write_oci_layout(&layout, "dockerd", &[300_000, 2000]);
-    skopeo_copy(
+    let image = seed(
+        &upstream,
+        &layout,
+        "dockerd",
+        &[300_000, 2000],
+        "library/app",
         &["--format", "v2s2"],
-        &format!("oci:{}:dockerd", layout.display()),
-        &format!("docker://{}/library/app:v1", upstream.addr),
     );
     let remote = format!("http://{}", upstream.addr);
     let mirror = mirror(&[("REGISTRY_PROXY_REMOTEURL", &remote)]);
@@ -502,12 +510,7 @@ fn an_https_upstream_is_trusted_through_its_ca_or_insecure_and_refused_otherwise
         .env("REGISTRY_HTTP_TLS_KEY", &key)
         .start();
     let layout = dir.path().join("layout");
-    let image = write_oci_layout(&layout, "tls", &[150_000]);
-    skopeo_copy(
-        &[],
-        &format!("oci:{}:tls", layout.display()),
-        &format!("docker://{}/team/app:v1", upstream.addr),
-    );
+    let image = seed(&upstream, &layout, "tls", &[150_000], "team/app", &[]);
     let with = |extra: &str, name: &str| {
         let config = dir.path().join(format!("{name}.yml"));
         std::fs::write(
@@ -559,12 +562,7 @@ fn a_tag_is_revalidated_by_head_and_an_unchanged_manifest_is_not_fetched_again()
     let dir = TempDir::new().unwrap();
     let upstream = Server::builder().target(Target::Distribution).start();
     let layout = dir.path().join("layout");
-    write_oci_layout(&layout, "fresh", &[1000]);
-    skopeo_copy(
-        &[],
-        &format!("oci:{}:fresh", layout.display()),
-        &format!("docker://{}/library/app:v1", upstream.addr),
-    );
+    seed(&upstream, &layout, "fresh", &[1000], "library/app", &[]);
     let remote = format!("http://{}", upstream.addr);
     let count = |needle: &str| {
         upstream

@@ -200,6 +200,21 @@ stop_server() {
   rm -rf "${DATA[$slot]}"
 }
 
+# settle SLOT: waits (up to 15 s) until the server has used no CPU for 300 ms, so that work it
+# does after answering (a mirror verifying and syncing what it cached) does not land in the next
+# measurement.
+settle() {
+  local stat=/proc/${PID[$1]}/stat before now i
+  now=$(awk '{ print $14 + $15 }' "$stat")
+  for ((i = 0; i < 50; i++)); do
+    sleep 0.3
+    before=$now
+    now=$(awk '{ print $14 + $15 }' "$stat")
+    [ "$now" != "$before" ] || break
+  done
+  sync
+}
+
 # proc_kib SLOT FIELD: VmRSS / VmHWM of the running server, in KiB.
 proc_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/${PID[$1]}/status"; }
 

@@ -11,7 +11,7 @@ selected=("$@")
 for s in "${selected[@]}"; do
   [ -f "$BENCH_SRC/scenarios/$s.sh" ] || die "unknown scenario '$s' (known: ${ALL[*]})"
 done
-for tool in curl openssl docker-registry skopeo wrk; do
+for tool in curl openssl docker-registry skopeo wrk socat; do
   command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 for f in "$BENCH_SRC"/scenarios/*.sh; do . "$f"; done

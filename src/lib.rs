@@ -13,6 +13,7 @@ pub mod registry;
 pub mod serve;
 pub mod server;
 pub mod storage;
+pub mod sys;
 pub mod telemetry;
 pub mod tls;
 pub mod watch;

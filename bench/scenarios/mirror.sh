@@ -6,6 +6,8 @@
 # a plain Dockyard holding the image; time to first byte of a cold 1 GiB blob, next to the
 # upstream's own; and, on another fresh mirror, 20 concurrent cold curl pulls of a 2-layer
 # 256 MiB image: the bytes the upstream sent (its /proc/PID/io wchar) and the mirror's peak RSS.
+# For scale, the same pull through a bare TCP relay (socat, 512 KiB buffers: no disk, no hash),
+# paired with a direct pull: the least any mirror adds on this machine.
 
 MIRROR_CONCURRENT=${BENCH_MIRROR_CONCURRENT:-20}
 
@@ -17,10 +19,13 @@ scenario_mirror() {
   rounds mirror_once
   stop_server upstream
   stop_server plain
+  kill "$RELAY_PID" 2>/dev/null || true
+  wait "$RELAY_PID" 2>/dev/null || true
   table_head "mirror: pull-through cache of one distribution 2.8.2 upstream (proxy.remoteurl)"
   row "cold pull via mirror (s)" cold
   row "direct pull from upstream (s)" direct
   row "cold / direct, paired" cold_ratio "dockyard<=1.1"
+  row "bare TCP relay / direct, paired" relay_ratio
   row "warm pull via mirror (s)" warm
   row "warm / plain dockyard, paired" warm_ratio "dockyard<=1.0"
   row "cold blob TTFB (ms)" ttfb
@@ -40,6 +45,9 @@ mirror_upstream_start() {
   skopeo_copy "oci:$MIRROR_SMALL:latest" "docker://${up#http://}/library/small:latest" || die "upstream: push small"
   push_blob "$up" library/blob "$BLOB" "$BLOB_DIGEST" || die "upstream: push blob"
   UPSTREAM_PORT=${up##*:}
+  RELAY_PORT=$(free_port)
+  socat -b 524288 "TCP-LISTEN:$RELAY_PORT,bind=127.0.0.1,fork,reuseaddr" "TCP:127.0.0.1:$UPSTREAM_PORT" &
+  RELAY_PID=$!
   # A plain Dockyard with the same image, for the warm comparison.
   start_server dockyard
   PID[plain]=${PID[dockyard]} BASE[plain]=${BASE[dockyard]} DATA[plain]=${DATA[dockyard]}
@@ -49,13 +57,18 @@ mirror_upstream_start() {
 
 mirror_once() {
   local slot=$1 r=$2 up=${BASE[upstream]} ref out=$RUN_DIR/mirror-pulled cold direct warm plain t
-  local before after wchar_before wchar_after i d
+  local before after wchar_before wchar_after i d relay direct2
   MIRROR_OF=$up start_server "$slot"
   ref=docker://${BASE[$slot]#http://}/library/e2e:latest
   direct=$(timed skopeo_copy "docker://${up#http://}/library/e2e:latest" "oci:$out:latest") || die "direct pull"
   rm -rf "$out"
   cold=$(timed skopeo_copy "$ref" "oci:$out:latest") || die "$slot: cold pull through the mirror failed"
   [ "$(layout_digest "$out")" = "$(layout_digest "$E2E_LAYOUT")" ] || die "$slot: pulled manifest differs"
+  rm -rf "$out"
+  settle "$slot"
+  direct2=$(timed skopeo_copy "docker://${up#http://}/library/e2e:latest" "oci:$out:latest") || die "direct pull"
+  rm -rf "$out"
+  relay=$(timed skopeo_copy "docker://127.0.0.1:$RELAY_PORT/library/e2e:latest" "oci:$out:latest") || die "relay pull"
   rm -rf "$out"
   warm=$(timed skopeo_copy "$ref" "oci:$out:latest") || die "$slot: warm pull failed"
   rm -rf "$out"
@@ -86,6 +99,7 @@ mirror_once() {
   record cold "$slot" "$cold"
   record direct "$slot" "$direct"
   record cold_ratio "$slot" "$(awk -v a="$cold" -v b="$direct" 'BEGIN { printf "%.3f", a / b }')"
+  record relay_ratio "$slot" "$(awk -v a="$relay" -v b="$direct2" 'BEGIN { printf "%.3f", a / b }')"
   record warm "$slot" "$warm"
   record warm_ratio "$slot" "$(awk -v a="$warm" -v b="$plain" 'BEGIN { printf "%.3f", a / b }')"
   record ttfb "$slot" "$(awk -v t="$t" 'BEGIN { printf "%.1f", t * 1000 }')"

@@ -323,7 +323,7 @@ fn next_job(state: &mut State, now: Instant, budget: &Budget) -> Result<Job, Opt
 }
 
 fn worker(shared: &Shared) {
-    lower_priority();
+    crate::sys::lower_thread_priority();
     loop {
         let job = {
             let mut state = shared.lock();
@@ -361,16 +361,6 @@ fn worker(shared: &Shared) {
         } else {
             Outcome::NoMatch
         });
-    }
-}
-
-/// bcrypt yields the CPU to request handling: nice 10 for this thread only (Linux).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority take no pointers and act on this thread only.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
 }
 

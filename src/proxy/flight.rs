@@ -1,29 +1,30 @@
 //! Cold blobs, fetched once however many clients ask (single-flight per digest). The fetch
 //! runs in a task of its own, so a client that disconnects does not abort it for the others:
 //! it streams the upstream's body into an upload session of the local store, hashing as it
-//! goes, and publishes how far it has written. Every client (the first and those that come
-//! mid-download) reads the session's data up to that point and follows it; after the commit
-//! (only when the digest matches) the rest comes from the stored blob. Nothing is buffered
-//! whole: memory holds one chunk in flight per reader.
+//! goes. The latest chunks stay in memory (the tail) while they are written: clients that keep
+//! up get them from there as they arrive, without waiting for the disk. A client that falls
+//! behind the tail reads the session's data, which is on disk by then; after the commit (only
+//! when the digest matches) the rest comes from the stored blob. Nothing is buffered whole:
+//! memory holds the tail, whose size is bounded, and one read window per lagging client.
 
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use http_body_util::BodyExt;
 use tokio::sync::watch;
 
+use super::tail::Tail;
 use super::upstream::Upstream;
 use crate::content::{BlobRange, Content};
 use crate::oci::{Digest, RepoName};
 use crate::storage::ByteStream;
 
-/// Bytes gathered before they are made readable, unless the upstream pauses first.
-const FLUSH_EVERY: usize = 512 << 10;
-/// A pause of the upstream this long makes every byte received so far readable.
-const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+/// Bytes gathered before they are made readable from the session's data. Until then, the
+/// tail holds them.
+const FLUSH_EVERY: usize = 1 << 20;
 /// The longest an upstream may pause in the middle of a blob before the fetch fails.
 const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 /// The most a follower reads from the session in one go: with many followers of a slow
@@ -35,6 +36,8 @@ const FOLLOW_WINDOW: u64 = 4 << 20;
 struct Progress {
     /// The blob's size, once the upstream has answered.
     size: Option<u64>,
+    /// Bytes received from the upstream: those past `written` are in the tail.
+    received: u64,
     /// Bytes readable in the upload session.
     written: u64,
     /// `Some(Ok)` once committed, `Some(Err)` when it failed.
@@ -46,6 +49,7 @@ pub struct Flight {
     name: RepoName,
     upload: String,
     progress: watch::Receiver<Progress>,
+    tail: Mutex<Tail>,
 }
 
 /// The fetches in progress of one mirror, by digest.
@@ -74,6 +78,7 @@ impl Flights {
             name: name.clone(),
             upload: upload.clone(),
             progress: rx,
+            tail: Mutex::default(),
         });
         {
             let mut running = self.lock();
@@ -92,6 +97,7 @@ impl Flights {
             running.insert(digest.clone(), flight.clone());
         }
         let fetch = Fetch {
+            flight: flight.clone(),
             content: content.clone(),
             upstream: upstream.clone(),
             name: name.clone(),
@@ -204,14 +210,19 @@ impl Reader {
                 continue;
             }
             match self.open().await {
-                Ok(stream) => self.current = Some(stream),
+                Ok(Next::Chunk(chunk)) => {
+                    self.pos += chunk.len() as u64;
+                    return Some(Ok(chunk));
+                }
+                Ok(Next::Stream(stream)) => self.current = Some(stream),
                 Err(e) => return Some(Err(e)),
             }
         }
     }
 
-    /// A stream of what is readable from `pos` now, waiting for more if need be.
-    async fn open(&mut self) -> io::Result<ByteStream> {
+    /// What is readable from `pos` now, waiting for more if need be: a chunk of the tail,
+    /// or else a stream of the session's data or of the stored blob.
+    async fn open(&mut self) -> io::Result<Next> {
         let mut rx = self.flight.progress.clone();
         loop {
             let p = rx.borrow_and_update().clone();
@@ -225,10 +236,24 @@ impl Reader {
                         .content
                         .open_blob(&self.digest, Some(range))
                         .await
+                        .map(Next::Stream)
                         .map_err(io::Error::other);
                 }
                 Some(Err(e)) => return Err(io::Error::other(e.clone())),
-                None if p.written > self.pos => {
+                None if p.received > self.pos => {
+                    let held = self.flight.lock_tail().at(self.pos, self.end);
+                    if let Some(chunk) = held {
+                        return Ok(Next::Chunk(chunk));
+                    }
+                    // Behind the tail, which starts where the session is readable.
+                    if p.written <= self.pos {
+                        // The tail moved on (or was let go) since `p` was read: the progress
+                        // that says so has been sent, or is about to be.
+                        if rx.changed().await.is_err() {
+                            return Err(io::Error::other("the upstream fetch stopped"));
+                        }
+                        continue;
+                    }
                     let len = (p.written.min(self.end) - self.pos).min(FOLLOW_WINDOW);
                     let f = &self.flight;
                     match self
@@ -236,7 +261,7 @@ impl Reader {
                         .read_upload(&f.name, &f.upload, self.pos, len)
                         .await
                     {
-                        Ok(stream) => return Ok(stream),
+                        Ok(stream) => return Ok(Next::Stream(stream)),
                         // Committed meanwhile: the next round reads the blob.
                         Err(e) if matches!(&e, crate::content::ContentError::Storage(s) if s.is_not_found()) =>
                         {
@@ -255,8 +280,21 @@ impl Reader {
     }
 }
 
+/// The next part of a client's bytes.
+enum Next {
+    Chunk(Bytes),
+    Stream(ByteStream),
+}
+
+impl Flight {
+    fn lock_tail(&self) -> std::sync::MutexGuard<'_, Tail> {
+        self.tail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The task that fetches one blob.
 struct Fetch {
+    flight: Arc<Flight>,
     content: Content,
     upstream: Arc<Upstream>,
     name: RepoName,
@@ -271,21 +309,28 @@ impl Fetch {
         mut writer: Box<dyn crate::storage::FileWriter>,
         tx: watch::Sender<Progress>,
     ) {
-        let result = self.copy(&mut writer, &tx).await;
-        let result = match result {
-            Ok(actual) => match writer.commit().await {
-                Ok(()) => self
+        let hashed = super::verify::start(
+            self.flight.clone(),
+            self.content.clone(),
+            self.digest.clone(),
+        );
+        let result = match self.copy(&mut writer, &tx).await {
+            Ok(()) => match tokio::join!(writer.commit(), hashed) {
+                (Ok(()), Ok(actual)) => self
                     .content
                     .commit_upload(&self.name, &self.upload, &self.digest, actual)
                     .await
                     .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+                (Err(e), _) => Err(e.to_string()),
+                (_, Err(e)) => Err(e),
             },
             Err(e) => {
                 let _ = writer.cancel().await;
                 Err(e)
             }
         };
+        // Clients read the stored blob from now on, or get the error.
+        self.flight.lock_tail().clear();
         if let Err(e) = &result {
             tracing::warn!(upstream = %self.upstream.host, repository = %self.remote, digest = %self.digest, error = %e, "blob fetch failed; nothing was cached");
             let _ = self.content.discard_upload(&self.name, &self.upload).await;
@@ -293,12 +338,12 @@ impl Fetch {
         tx.send_modify(|p| p.done = Some(result));
     }
 
-    /// Streams the upstream body into `writer`; returns the digest of what arrived.
+    /// Streams the upstream body into `writer` and the tail.
     async fn copy(
         &self,
         writer: &mut Box<dyn crate::storage::FileWriter>,
         tx: &watch::Sender<Progress>,
-    ) -> Result<Digest, String> {
+    ) -> Result<(), String> {
         let path = format!("/v2/{}/blobs/{}", self.remote, self.digest);
         let resp = self
             .upstream
@@ -310,50 +355,31 @@ impl Fetch {
             .get(axum::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         tx.send_modify(|p| p.size = size);
-        let mut hasher = self.digest.algorithm().hasher();
         let mut body = resp.into_body();
-        let (mut received, mut unflushed) = (0u64, 0usize);
+        let (mut received, mut readable, mut unflushed) = (0u64, 0u64, 0usize);
         loop {
-            // Make the bytes readable whenever the upstream pauses, or every FLUSH_EVERY.
-            let frame = match body.frame().now_or_never() {
-                Some(frame) => frame,
-                None => {
-                    // The upstream pauses: make what came readable (its last batch is still
-                    // being written)...
-                    if unflushed > 0 {
-                        let readable = writer.flush().await.map_err(|e| e.to_string())?;
-                        tx.send_modify(|p| p.written = readable);
-                        unflushed = 0;
-                    }
-                    match tokio::time::timeout(PAUSE, body.frame()).await {
-                        Ok(frame) => frame,
-                        Err(_) => {
-                            // ...and if the pause lasts, all of it: this flush waits for the
-                            // last write.
-                            let readable = writer.flush().await.map_err(|e| e.to_string())?;
-                            tx.send_modify(|p| p.written = readable);
-                            let next = tokio::time::timeout(BODY_IDLE, body.frame()).await;
-                            next.map_err(|_| {
-                                format!(
-                                    "upstream sent nothing for {} s after {received} bytes",
-                                    BODY_IDLE.as_secs()
-                                )
-                            })?
-                        }
-                    }
-                }
-            };
+            let frame = tokio::time::timeout(BODY_IDLE, body.frame())
+                .await
+                .map_err(|_| {
+                    format!(
+                        "upstream sent nothing for {} s after {received} bytes",
+                        BODY_IDLE.as_secs()
+                    )
+                })?;
             let Some(frame) = frame else { break };
             let frame = frame.map_err(|e| format!("upstream body: {e}"))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            hasher.update(&data);
+            // Clients (and the digest's reader) get the chunk now, while it is written.
             received += data.len() as u64;
+            self.flight.lock_tail().push(data.clone(), readable);
+            tx.send_modify(|p| p.received = received);
             unflushed += data.len();
             writer.write(data).await.map_err(|e| e.to_string())?;
             if unflushed >= FLUSH_EVERY {
-                let readable = writer.flush().await.map_err(|e| e.to_string())?;
+                readable = writer.flush().await.map_err(|e| e.to_string())?;
+                // Published before the tail lets go of these bytes.
                 tx.send_modify(|p| p.written = readable);
                 unflushed = 0;
             }
@@ -372,12 +398,13 @@ impl Fetch {
         writer.flush().await.map_err(|e| e.to_string())?;
         let readable = writer.flush().await.map_err(|e| e.to_string())?;
         tx.send_modify(|p| p.written = readable);
+        self.flight.lock_tail().trim(readable);
         super::metrics::ProxyMetrics::count(
             &self.upstream.metrics.pulled_bytes,
             &self.upstream.host,
             "blob",
             received,
         );
-        Ok(hasher.finish())
+        Ok(())
     }
 }

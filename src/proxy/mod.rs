@@ -12,7 +12,9 @@ mod flight;
 mod manifests;
 pub mod metrics;
 pub mod settings;
+mod tail;
 pub mod upstream;
+mod verify;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

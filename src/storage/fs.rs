@@ -5,7 +5,7 @@
 //! them. Large reads and writes run on blocking threads in big chunks.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -132,7 +132,7 @@ impl Driver for FsDriver {
 
     async fn reader(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream> {
         let full = self.full(path)?;
-        let mut file = blocking(path, move || {
+        let file = blocking(path, move || {
             let mut f = File::open(&full)?;
             f.seek(SeekFrom::Start(offset))?;
             Ok(f)
@@ -143,11 +143,10 @@ impl Driver for FsDriver {
             let mut remaining = len.unwrap_or(u64::MAX);
             while remaining > 0 {
                 let want = READ_CHUNK.min(usize::try_from(remaining).unwrap_or(usize::MAX));
-                let mut buf = BytesMut::zeroed(want);
-                match file.read(&mut buf) {
+                let mut buf = BytesMut::with_capacity(want);
+                match read_into(&file, &mut buf, want) {
                     Ok(0) => break,
                     Ok(n) => {
-                        buf.truncate(n);
                         remaining -= n as u64;
                         if tx.blocking_send(Ok(buf.freeze())).is_err() {
                             return;
@@ -238,6 +237,22 @@ impl Driver for FsDriver {
         })
         .await
     }
+}
+
+/// Reads up to `want` bytes into the spare capacity of `buf`, without zeroing it first (blob
+/// reads are the server's hottest path).
+fn read_into(file: &File, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    buf.reserve(want);
+    let spare = buf.spare_capacity_mut();
+    let want = want.min(spare.len());
+    // SAFETY: read(2) writes at most `want` bytes into the spare capacity, which is valid for
+    // writes of that many bytes; the length then grows by what it reports to have written.
+    let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), want) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: the first `n` bytes of the spare capacity were initialised by read(2).
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> ByteStream {

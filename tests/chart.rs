@@ -316,6 +316,10 @@ fn chart_applies_and_its_rbac_covers_the_operator() {
         ("delete", "secrets"),
         ("create", "certificates.cert-manager.io"),
         ("patch", "certificates.cert-manager.io"),
+        ("list", "certificates.cert-manager.io"),
+        ("delete", "certificates.cert-manager.io"),
+        ("list", "pods"),
+        ("watch", "pods"),
         ("create", "events.events.k8s.io"),
         ("patch", "events.events.k8s.io"),
     ];

@@ -100,19 +100,17 @@ async fn the_generated_pod_serves_pushes_and_pulls_over_tls() {
         .await
         .unwrap();
     let client = kube::Client::try_from(config).unwrap();
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        image: "example.test/dockyard:dev".into(),
-        metrics: Arc::new(Metrics::new(
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        "example.test/dockyard:dev".into(),
+        Arc::new(Metrics::new(
             &mut prometheus_client::registry::Registry::default(),
         )),
-        reporter: Reporter {
+        Reporter {
             controller: MANAGER.into(),
             instance: None,
         },
-        backoff: Default::default(),
-        verified: Default::default(),
-    });
+    ));
     let registries: Api<Registry> = Api::namespaced(client.clone(), "team");
     for _ in 0..2 {
         reconcile(Arc::new(registries.get("reg").await.unwrap()), ctx.clone())

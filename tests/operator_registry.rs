@@ -1,7 +1,9 @@
 //! The Registry reconcile pipeline against a real kube-apiserver + etcd: every child with
-//! owner references and one field manager, status conditions, no churn when nothing
-//! changed, password changes re-rendering the htpasswd Secret, drift restored, invalid
-//! specs reported, CEL admission messages, and pull Secrets cleaned up on delete.
+//! owner references and one field manager, the allocated ClusterIP in pull Secrets,
+//! certificates and status, status conditions that follow the applied Deployment, no churn
+//! when nothing changed, password changes re-rendering the htpasswd Secret, drift restored,
+//! invalid specs reported (once, as an Event series), CEL admission messages, retry delays
+//! reset by a success, and pull Secrets cleaned up on delete.
 
 #[allow(
     dead_code,
@@ -9,6 +11,8 @@
     reason = "each test crate uses a subset of the shared helpers"
 )]
 mod common;
+#[path = "operator_registry/lifecycle.rs"]
+mod lifecycle;
 #[path = "operator_registry/tls.rs"]
 mod tls;
 
@@ -32,17 +36,15 @@ async fn context(kube: &KubeApi) -> Arc<Context> {
         .await
         .unwrap();
     let mut registry = prometheus_client::registry::Registry::default();
-    Arc::new(Context {
-        client: kube::Client::try_from(config).unwrap(),
-        image: "example.test/dockyard:dev".into(),
-        metrics: Arc::new(Metrics::new(&mut registry)),
-        reporter: Reporter {
+    Arc::new(Context::new(
+        kube::Client::try_from(config).unwrap(),
+        "example.test/dockyard:dev".into(),
+        Arc::new(Metrics::new(&mut registry)),
+        Reporter {
             controller: MANAGER.into(),
             instance: None,
         },
-        backoff: Default::default(),
-        verified: Default::default(),
-    })
+    ))
 }
 
 fn setup() -> KubeApi {
@@ -151,7 +153,6 @@ async fn a_registry_becomes_its_children_and_stays_true() {
         &service.metadata,
         &htpasswd.metadata,
         &tls.metadata,
-        &ca.metadata,
     ] {
         let owner = &meta.owner_references.as_ref().unwrap()[0];
         assert_eq!(
@@ -188,17 +189,35 @@ async fn a_registry_becomes_its_children_and_stays_true() {
     assert!(secret_text(&tls, "tls.crt").starts_with("-----BEGIN CERTIFICATE-----"));
     assert_eq!(secret_text(&tls, "ca.crt"), secret_text(&ca, "ca.crt"));
 
-    // The volume is not owned: deleting the Registry keeps the images.
+    // The CA and the volume are not owned: deleting the Registry keeps the images, and the
+    // CA that clients and nodes trust.
+    assert!(ca.metadata.owner_references.is_none());
     let pvc: PersistentVolumeClaim = get(&ctx, "team", "reg-data").await;
     assert!(pvc.metadata.owner_references.is_none());
 
     // Pull Secrets in both namespaces, and a finalizer because one is outside the Registry's.
+    // Nodes resolve names with the host's resolver, not cluster DNS: the Service's allocated
+    // ClusterIP is a key of the pull Secret, a SAN of the certificate and the endpoint, from
+    // the first reconcile on.
+    let ip = service.spec.as_ref().unwrap().cluster_ip.clone().unwrap();
     let pull: Secret = get(&ctx, "apps", "reg-pull").await;
     assert_eq!(
         pull.type_.as_deref(),
         Some("kubernetes.io/dockerconfigjson")
     );
-    assert!(secret_text(&pull, ".dockerconfigjson").contains("reg.team.svc:5000"));
+    let auths: serde_json::Value =
+        serde_json::from_str(&secret_text(&pull, ".dockerconfigjson")).unwrap();
+    for host in [format!("{ip}:5000"), "reg.team.svc:5000".to_owned()] {
+        assert_eq!(
+            auths["auths"][&host]["username"], "dockyard-pull",
+            "no {host} in {auths}"
+        );
+    }
+    assert!(
+        tls.metadata.annotations.as_ref().unwrap()["dockyard.dev/sans"]
+            .ends_with(&format!(",{ip}")),
+        "SANs lack {ip}"
+    );
     assert_eq!(
         reg.metadata.finalizers.as_deref(),
         Some(&["dockyard.dev/pull-secrets".to_owned()][..])
@@ -206,7 +225,7 @@ async fn a_registry_becomes_its_children_and_stays_true() {
 
     // Status: endpoint, and Progressing until pods are ready.
     let status = reg.status.clone().unwrap();
-    assert_eq!(status.endpoint.as_deref(), Some("reg.team.svc:5000"));
+    assert_eq!(status.endpoint, Some(format!("{ip}:5000")));
     assert_eq!(status.observed_generation, reg.metadata.generation);
     let condition = |s: &dockyard::operator::crd::RegistryStatus, t: &str| {
         s.conditions
@@ -218,21 +237,9 @@ async fn a_registry_becomes_its_children_and_stays_true() {
     assert_eq!(condition(&status, "Ready"), "False");
     assert_eq!(condition(&status, "Progressing"), "True");
 
-    // The Service's ClusterIP is allocated by the API server when it is created; the
-    // Service event reconciles again and the serving certificate gains the IP. After that,
-    // no churn: another reconcile rewrites nothing.
+    // No churn: another reconcile rewrites nothing.
     reconcile(registry(&ctx).await, ctx.clone()).await.unwrap();
-    let ip = get::<Service>(&ctx, "team", "reg")
-        .await
-        .spec
-        .unwrap()
-        .cluster_ip
-        .unwrap();
     let tls: Secret = get(&ctx, "team", "reg-tls").await;
-    assert!(
-        tls.metadata.annotations.as_ref().unwrap()["dockyard.dev/sans"].ends_with(&ip),
-        "SANs lack {ip}"
-    );
     let deployment: Deployment = get(&ctx, "team", "reg").await;
     let htpasswd: Secret = get(&ctx, "team", "reg-htpasswd").await;
     let versions = |d: &Deployment, h: &Secret, t: &Secret| {
@@ -268,6 +275,26 @@ async fn a_registry_becomes_its_children_and_stays_true() {
         "registry/reg",
         "--timeout=5s",
     ]);
+
+    // A spec change is not Ready until the Deployment controller has rolled it out: status
+    // comes from the Deployment as the apply returned it (a new generation not yet observed),
+    // so kstatus-style readers never see Ready for the old spec under the new generation.
+    kube.kubectl(&[
+        "-n",
+        "team",
+        "patch",
+        "registry",
+        "reg",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"podAnnotations":{"example.test/rev":"2"}}}"#,
+    ]);
+    reconcile(registry(&ctx).await, ctx.clone()).await.unwrap();
+    let changed = registry(&ctx).await;
+    let status = changed.status.clone().unwrap();
+    assert_eq!(status.observed_generation, changed.metadata.generation);
+    assert_eq!(condition(&status, "Ready"), "False", "{status:?}");
+    assert_eq!(condition(&status, "Progressing"), "True");
 
     // A password change re-renders the htpasswd Secret.
     kube.kubectl(&[
@@ -403,10 +430,35 @@ async fn invalid_registries_are_refused_or_reported() {
             .unwrap()
             .is_none()
     );
+    // Reported again on the next reconcile, the Event becomes a series on one object (one
+    // recorder for the operator), not a second Event.
+    reconcile_named(&ctx, "team", "lost").await;
     let events = kube.kubectl(&["-n", "team", "get", "events.events.k8s.io", "-o", "json"]);
-    assert!(
-        events.contains("SecretNotFound"),
-        "no Warning event: {events}"
+    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
+    let reported: Vec<&serde_json::Value> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == "SecretNotFound")
+        .collect();
+    assert_eq!(reported.len(), 1, "one Warning Event: {events}");
+    assert_eq!(reported[0]["type"], "Warning");
+    assert_eq!(reported[0]["series"]["count"], 2, "{events}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_success_resets_the_retry_delay() {
+    let kube = setup();
+    let ctx = context(&kube).await;
+    assert!(kube.apply("reg.yaml", REGISTRY).status.success());
+    let key = "team/reg";
+    assert_eq!(ctx.backoff.failed(key).as_secs(), 5);
+    assert_eq!(ctx.backoff.failed(key).as_secs(), 10);
+    reconcile(registry(&ctx).await, ctx.clone()).await.unwrap();
+    assert_eq!(
+        ctx.backoff.failed(key).as_secs(),
+        5,
+        "the next failure after a success waits the shortest delay again"
     );
 }
 
@@ -421,7 +473,9 @@ async fn the_readme_example_applies_and_reconciles() {
         .await
         .status
         .unwrap();
-    assert_eq!(status.endpoint.as_deref(), Some("main.registry.svc:5000"));
+    let service: Service = get(&ctx, "registry", "main").await;
+    let ip = service.spec.unwrap().cluster_ip.unwrap();
+    assert_eq!(status.endpoint, Some(format!("{ip}:5000")));
     let degraded = condition(&ctx, "registry", "main", "Degraded").await;
     assert_eq!(degraded.status, "False", "{}", degraded.message);
     let pull: Secret = get(&ctx, "registry", "main-pull").await;

@@ -1,11 +1,11 @@
-//! What every reconcile gets: the API client, the image registry pods run, metrics and
-//! the event reporter.
+//! What every reconcile gets: the API client, the image registry pods run, metrics, the
+//! one event recorder (so repeated Events aggregate into a series) and the retry delays.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::runtime::events::Reporter;
+use kube::runtime::events::{Recorder, Reporter};
 
 use super::metrics::Metrics;
 
@@ -17,9 +17,30 @@ pub struct Context {
     /// Image of the registry workload: the operator's own image unless a resource says otherwise.
     pub image: String,
     pub metrics: Arc<Metrics>,
-    pub reporter: Reporter,
+    /// Shared by every reconcile: the recorder remembers the Events it published, so a
+    /// repeated one becomes a series on one Event object instead of a new object each time.
+    pub recorder: Recorder,
     pub backoff: Backoff,
     pub verified: super::registry::materials::VerifiedHashes,
+}
+
+impl Context {
+    /// A context whose Events are reported as `reporter`, with fresh retry delays.
+    pub fn new(
+        client: kube::Client,
+        image: String,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+    ) -> Context {
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            image,
+            metrics,
+            backoff: Backoff::default(),
+            verified: Default::default(),
+        }
+    }
 }
 
 /// Retry delays per object after failed reconciles: 5 s, doubling to at most 5 min, and

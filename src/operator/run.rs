@@ -143,17 +143,11 @@ pub async fn run(
     let outcome = match kube::Client::try_default().await {
         Err(e) => Err(RunError::Client(e)),
         Ok(client) => {
-            let ctx = Arc::new(Context {
-                client: client.clone(),
-                image,
-                metrics,
-                reporter: Reporter {
-                    controller: MANAGER.into(),
-                    instance: Some(identity.clone()),
-                },
-                backoff: Default::default(),
-                verified: Default::default(),
-            });
+            let reporter = Reporter {
+                controller: MANAGER.into(),
+                instance: Some(identity.clone()),
+            };
+            let ctx = Arc::new(Context::new(client.clone(), image, metrics, reporter));
             let run = Running {
                 ctx,
                 namespace,

@@ -50,25 +50,37 @@ type ApiResult = Result<Response, ApiError>;
 /// A request without its body: method, URI and headers, shareable across awaits.
 pub type Head = axum::http::Request<()>;
 
+/// The health check path (the kubelet's probes). Its requests are logged at debug, not in
+/// the info-level access log, which would otherwise get a line every few seconds.
+pub const HEALTH_PATH: &str = "/healthz";
+
 /// Builds the registry's HTTP application.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v2", any(v2_entry))
         .route("/v2/", any(v2_entry))
         .route("/v2/{*rest}", any(v2_entry))
-        .route("/healthz", get(|| async { "ok" }))
+        .route(HEALTH_PATH, get(|| async { "ok" }))
         .fallback(|| async { ApiError::Route(crate::oci::RouteError::NotFound) })
         .layer(middleware::from_fn(access_log))
         .with_state(state)
 }
 
-/// Logs one access line per request, inside a span carrying the method and URI.
+/// Logs one access line per request, inside a span carrying the method and URI; health
+/// checks that succeed are logged at debug only.
 async fn access_log(req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", method = %req.method(), uri = %req.uri());
+    let health = req.uri().path() == HEALTH_PATH;
     let started = Instant::now();
     let resp = next.run(req).instrument(span.clone()).await;
     let (status, ms) = (resp.status().as_u16(), started.elapsed().as_millis() as u64);
-    span.in_scope(|| tracing::info!(target: "dockyard::access", status, ms));
+    span.in_scope(|| {
+        if health && resp.status().is_success() {
+            tracing::debug!(target: "dockyard::access", status, ms);
+        } else {
+            tracing::info!(target: "dockyard::access", status, ms);
+        }
+    });
     resp
 }
 

@@ -4,7 +4,7 @@
 use super::*;
 
 /// cert-manager's Certificate CRD, reduced to what the API server needs to store objects.
-const CERT_MANAGER_CRD: &str = r#"
+pub(crate) const CERT_MANAGER_CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata: {name: certificates.cert-manager.io}

@@ -55,6 +55,11 @@ pub struct SelfSignedTls {
     #[serde(default = "default_cert_days")]
     #[schemars(range(min = 1, max = 825))]
     pub validity_days: u32,
+    /// Delete the CA Secret (`<name>-ca`) when the Registry is deleted. Off by default: the
+    /// CA is kept, like the data claim, and a new Registry of the same name reuses it, so
+    /// clients and nodes that trust it keep working.
+    #[serde(default)]
+    pub delete_with_registry: bool,
 }
 
 fn default_cert_days() -> u32 {
@@ -106,6 +111,7 @@ impl TlsSpec {
         } else {
             TlsMode::SelfSigned(self.self_signed.clone().unwrap_or(SelfSignedTls {
                 validity_days: default_cert_days(),
+                delete_with_registry: false,
             }))
         }
     }

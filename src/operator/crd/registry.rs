@@ -193,7 +193,9 @@ pub struct RegistryStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Where clients reach the registry inside the cluster, e.g. `reg.ns.svc:5000`.
+    /// Where nodes and clients reach the registry: the Service's ClusterIP and port, e.g.
+    /// `10.96.0.12:5000` (nodes resolve names with the host's resolver, not cluster DNS, so
+    /// `<name>.<namespace>.svc` works only inside pods). The pull Secrets hold both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,12 +1,12 @@
-//! Reads what a reconcile needs from the API server: the Secrets the Registry refers to,
-//! the material already stored in its managed Secrets, the Service's ClusterIP and the
-//! Deployment's status.
+//! Reads what a reconcile needs from the API server: the Secrets the Registry refers to and
+//! the material already stored in its managed Secrets (before apply), and the registry pods
+//! the scheduler could not place (after apply).
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
+use kube::api::ListParams;
 
 use super::materials::{Existing, ExistingServing};
 use super::referenced_secrets;
@@ -18,7 +18,6 @@ pub struct Observed {
     /// Referenced Secrets by name (missing ones are absent; validation says so).
     pub secrets: BTreeMap<String, Secret>,
     pub existing: Existing,
-    pub deployment: Option<Deployment>,
 }
 
 fn text(secret: &Secret, key: &str) -> Option<String> {
@@ -67,15 +66,6 @@ pub async fn fetch(
             },
         })
     });
-    let service = Api::<Service>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await?;
-    let cluster_ip = service
-        .and_then(|s| s.spec?.cluster_ip)
-        .and_then(|ip| ip.parse().ok());
-    let deployment = Api::<Deployment>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await?;
     Ok(Observed {
         secrets,
         existing: Existing {
@@ -84,8 +74,19 @@ pub async fn fetch(
             ca,
             ca_damaged,
             serving,
-            cluster_ip,
         },
-        deployment,
     })
+}
+
+/// The registry pods (selected by `selector`) in `namespace`, for the scheduler's verdict.
+pub async fn pods(
+    client: &kube::Client,
+    namespace: &str,
+    selector: &str,
+) -> Result<Vec<Pod>, Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .list(&ListParams::default().labels(selector))
+        .await?
+        .items)
 }

@@ -5,11 +5,11 @@
 //! names change or a third of their lifetime remains.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::IpAddr;
 use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
+use super::addresses::Addresses;
 use super::validate::{Desired, PULL_USER, UserSource};
 use crate::operator::crd::TlsMode;
 use crate::operator::pki::{self, CaBundle, PkiError, ServingCert};
@@ -27,8 +27,6 @@ pub struct Existing {
     /// The CA Secret exists but does not hold a usable CA.
     pub ca_damaged: bool,
     pub serving: Option<ExistingServing>,
-    /// The Service's allocated ClusterIP, once it exists.
-    pub cluster_ip: Option<IpAddr>,
 }
 
 /// A serving certificate and the facts recorded next to it.
@@ -48,26 +46,8 @@ pub struct Materials {
     pub self_signed: Option<(CaBundle, ServingCert, String)>,
 }
 
-/// DNS names the serving certificate covers.
-pub fn dns_names(d: &Desired) -> Vec<String> {
-    let (n, ns) = (&d.name, &d.namespace);
-    vec![
-        n.clone(),
-        format!("{n}.{ns}"),
-        format!("{n}.{ns}.svc"),
-        format!("{n}.{ns}.svc.cluster.local"),
-    ]
-}
-
 pub fn ca_common_name(d: &Desired) -> String {
     format!("Dockyard CA {}/{}", d.namespace, d.name)
-}
-
-/// The SAN list as recorded on the Secret, to tell when it changes.
-pub fn sans_record(dns: &[String], ips: &[IpAddr]) -> String {
-    let mut all: Vec<String> = dns.to_vec();
-    all.extend(ips.iter().map(|ip| ip.to_string()));
-    all.join(",")
 }
 
 /// Passwords already checked against a bcrypt hash, so reconciles that change nothing skip
@@ -127,8 +107,10 @@ impl VerifiedHashes {
     }
 }
 
+/// The material for `d`, reachable at `addresses`, reusing what `existing` holds.
 pub fn prepare(
     d: &Desired,
+    addresses: &Addresses,
     existing: &Existing,
     now: i64,
     verified: &VerifiedHashes,
@@ -159,9 +141,7 @@ pub fn prepare(
                 (None, true) => return Err(PkiError::DamagedCa),
                 (None, false) => pki::new_ca(&ca_name, now)?,
             };
-            let dns = dns_names(d);
-            let ips: Vec<IpAddr> = existing.cluster_ip.into_iter().collect();
-            let sans = sans_record(&dns, &ips);
+            let sans = addresses.sans_record();
             let fresh = existing.serving.as_ref().filter(|s| {
                 s.sans == sans
                     && existing.ca.is_some()
@@ -169,7 +149,14 @@ pub fn prepare(
             });
             let serving = match fresh {
                 Some(s) => s.cert.clone(),
-                None => pki::issue_serving(&ca, &ca_name, &dns, &ips, opts.validity_days, now)?,
+                None => pki::issue_serving(
+                    &ca,
+                    &ca_name,
+                    &addresses.dns,
+                    &addresses.ips,
+                    opts.validity_days,
+                    now,
+                )?,
             };
             Some((ca, serving, sans))
         }

@@ -1,8 +1,12 @@
 //! Reconciles a `Registry`: fetch -> validate -> build -> apply -> status.
 //!
-//! Only `fetch`, `apply` and `status` talk to the API server; `validate` and `build` are
-//! pure and tested with complete expected objects.
+//! Only `fetch`, `apply` and `status` talk to the API server; `validate`, `build` and the
+//! status computation are pure and tested with complete expected objects. The Service is
+//! applied first: the address the API server allocates for it goes into the serving
+//! certificate and the pull Secrets. Status is computed from the objects as apply returned
+//! them, never from a read made before the apply.
 
+mod addresses;
 mod apply;
 pub mod build;
 mod fetch;
@@ -21,8 +25,10 @@ use kube::{Resource, ResourceExt};
 use super::crd::{Registry, RegistryStatus, TlsMode};
 use super::metrics::KindLabels;
 use super::{Context, Error};
+use addresses::Addresses;
+use validate::Invalid;
 
-/// Reconciles one Registry.
+/// Reconciles one Registry; a success resets its retry delay.
 #[tracing::instrument(skip(registry, ctx), fields(name = %registry.name_any(), namespace = registry.namespace().unwrap_or_default()))]
 pub async fn reconcile(registry: Arc<Registry>, ctx: Arc<Context>) -> Result<Action, Error> {
     let kind = KindLabels {
@@ -35,6 +41,9 @@ pub async fn reconcile(registry: Arc<Registry>, ctx: Arc<Context>) -> Result<Act
         .duration
         .get_or_create(&kind)
         .observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.backoff.succeeded(&object_key(registry.as_ref()));
+    }
     result
 }
 
@@ -44,68 +53,43 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
     let name = registry.name_any();
     if registry.meta().deletion_timestamp.is_some() {
         // Owner references remove the rest; pull Secrets elsewhere are ours to delete.
-        apply::remove_stale_pull_secrets(client, &registry.uid().unwrap_or_default(), &[]).await?;
+        let uid = registry.uid().unwrap_or_default();
+        apply::remove_stale_pull_secrets(client, &uid, &[], "").await?;
         apply::sync_finalizer(client, registry, &namespace, false).await?;
         return Ok(Action::await_change());
     }
     let observed = fetch::fetch(client, registry, &namespace, &name).await?;
-    let recorder = Recorder::new(client.clone(), ctx.reporter.clone());
     let desired = match validate::validate(registry, &observed.secrets, &ctx.image) {
         Ok(d) => d,
-        Err(invalid) => {
-            let outcome = status::Outcome::Invalid {
-                reason: invalid.reason,
-                message: invalid.message.clone(),
-            };
-            let next = status::compute(registry, &outcome, Timestamp::now());
-            publish(
-                &recorder,
-                registry,
-                EventType::Warning,
-                invalid.reason,
-                invalid.message,
-            )
-            .await;
-            status::write(client, registry, &namespace, next).await?;
-            return Ok(Action::requeue(Duration::from_secs(300)));
-        }
+        Err(invalid) => return report_invalid(ctx, registry, &namespace, invalid).await,
     };
     let foreign = desired.pull_namespaces.iter().any(|ns| ns != &namespace);
     if foreign {
         apply::sync_finalizer(client, registry, &namespace, true).await?;
     }
+    let service = apply::apply(client, &build::service(&desired)).await?;
+    let addresses = Addresses::of(&desired, &service);
     let now = Timestamp::now().as_second();
     // bcrypt and key generation are CPU work: keep them off the async workers.
     let prepared = tokio::task::block_in_place(|| {
-        materials::prepare(&desired, &observed.existing, now, &ctx.verified)
+        materials::prepare(&desired, &addresses, &observed.existing, now, &ctx.verified)
     });
     let materials = match prepared {
         Ok(m) => m,
         Err(e) => {
-            let message = e.to_string();
-            let outcome = status::Outcome::Invalid {
+            let invalid = Invalid {
                 reason: "CertificateError",
-                message: message.clone(),
+                message: e.to_string(),
             };
-            let next = status::compute(registry, &outcome, Timestamp::now());
-            publish(
-                &recorder,
-                registry,
-                EventType::Warning,
-                "CertificateError",
-                message,
-            )
-            .await;
-            status::write(client, registry, &namespace, next).await?;
-            return Ok(Action::requeue(Duration::from_secs(300)));
+            return report_invalid(ctx, registry, &namespace, invalid).await;
         }
     };
-    let children = build::build(&desired, &materials);
-    let certificate = apply::apply_all(client, &desired, &children).await?;
+    let children = build::build(&desired, &addresses, &materials);
+    let applied = apply::apply_all(client, &desired, &children).await?;
     if !foreign {
         apply::sync_finalizer(client, registry, &namespace, false).await?;
     }
-    let warning = match certificate {
+    let warning = match applied.certificate {
         apply::CertificateOutcome::Missing => Some((
             "CertManagerNotInstalled",
             "tls.certManager needs cert-manager, but its Certificate resource (cert-manager.io/v1) is not installed in this cluster".to_owned(),
@@ -118,21 +102,49 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
         TlsMode::Secret(ref secret) => Some(secret.clone()),
         TlsMode::Disabled => None,
     };
+    let pods = fetch::pods(client, &namespace, &build::children_selector(&desired)).await?;
     let outcome = status::Outcome::Applied {
-        deployment: observed.deployment.as_ref(),
-        endpoint: format!("{name}.{namespace}.svc:{}", desired.service.port),
+        deployment: &applied.deployment,
+        endpoint: addresses.endpoint(),
         ca_secret,
         warning,
+        waiting: status::waiting(&applied.volume, &pods),
     };
     let next = status::compute(registry, &outcome, Timestamp::now());
     if let Some((type_, reason, note)) = transition(registry, &next) {
-        publish(&recorder, registry, type_, reason, note).await;
+        publish(&ctx.recorder, registry, type_, reason, note).await;
     }
     status::write(client, registry, &namespace, next).await?;
     Ok(Action::requeue(Duration::from_secs(3600)))
 }
 
-/// The Event to publish when Ready or Degraded changes.
+/// A spec that cannot be reconciled as written: Degraded status and a Warning Event saying
+/// why; retried after five minutes (or as soon as the Registry or a Secret it names changes).
+async fn report_invalid(
+    ctx: &Context,
+    registry: &Registry,
+    namespace: &str,
+    invalid: Invalid,
+) -> Result<Action, Error> {
+    let outcome = status::Outcome::Invalid {
+        reason: invalid.reason,
+        message: invalid.message.clone(),
+    };
+    let next = status::compute(registry, &outcome, Timestamp::now());
+    publish(
+        &ctx.recorder,
+        registry,
+        EventType::Warning,
+        invalid.reason,
+        invalid.message,
+    )
+    .await;
+    status::write(&ctx.client, registry, namespace, next).await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// The Event to publish when Ready or Degraded changes, or when the rollout starts waiting
+/// for something outside the operator (an unschedulable pod, an unbound claim).
 fn transition(
     registry: &Registry,
     next: &RegistryStatus,
@@ -150,19 +162,43 @@ fn transition(
     {
         return Some((EventType::Warning, "Degraded", message.clone()));
     }
-    match &ready {
-        Some((s, message))
-            if s == "True" && status_of(before, "Ready").map(|p| p.0) != Some(s.clone()) =>
-        {
-            Some((EventType::Normal, "Ready", message.clone()))
-        }
-        _ => None,
+    if let Some((s, message)) = &ready
+        && s == "True"
+        && status_of(before, "Ready").map(|p| p.0) != Some(s.clone())
+    {
+        return Some((EventType::Normal, "Ready", message.clone()));
     }
+    let reason_of = |s: Option<&RegistryStatus>| {
+        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.reason.clone())
+    };
+    let reason = reason_of(Some(next))?;
+    let waiting = status::WAITING_REASONS
+        .into_iter()
+        .find(|r| *r == reason && reason_of(before).as_deref() != Some(r))?;
+    let message = ready.map(|r| r.1).unwrap_or_default();
+    let type_ = if waiting == "Unschedulable" {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    Some((type_, waiting, message))
 }
 
 async fn publish(
     recorder: &Recorder,
     registry: &Registry,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    publish_on(recorder, &registry.object_ref(&()), type_, reason, note).await;
+}
+
+/// Publishes an Event about `object`; a failure is logged, never fatal.
+pub async fn publish_on(
+    recorder: &Recorder,
+    object: &k8s_openapi::api::core::v1::ObjectReference,
     type_: EventType,
     reason: &str,
     note: String,
@@ -174,24 +210,26 @@ async fn publish(
         action: "Reconcile".to_owned(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&event, &registry.object_ref(&())).await {
+    if let Err(e) = recorder.publish(&event, object).await {
         tracing::warn!(error = %e, "cannot publish event");
     }
 }
 
-/// Retries a failed reconcile after a delay that doubles with each consecutive failure.
-pub fn error_policy(registry: Arc<Registry>, error: &Error, ctx: Arc<Context>) -> Action {
+/// Retries a failed reconcile after a delay that doubles with each consecutive failure
+/// (and starts over after a success).
+pub fn error_policy(registry: &Registry, error: &Error, ctx: &Context) -> Action {
     ctx.metrics.failure("Registry", error);
-    let delay = ctx.backoff.failed(&object_key(&registry));
+    let delay = ctx.backoff.failed(&object_key(registry));
     tracing::warn!(name = %registry.name_any(), error = %error, retry_in_secs = delay.as_secs(), "reconcile failed");
     Action::requeue(delay)
 }
 
-fn object_key(registry: &Registry) -> String {
+/// `namespace/name`: the key of the Registry's retry delay.
+pub fn object_key(registry: &impl Resource) -> String {
     format!(
         "{}/{}",
-        registry.namespace().unwrap_or_default(),
-        registry.name_any()
+        registry.meta().namespace.as_deref().unwrap_or_default(),
+        registry.meta().name.as_deref().unwrap_or_default()
     )
 }
 

@@ -1,8 +1,11 @@
 //! The Registry's status: conditions `Ready`, `Progressing` and `Degraded` (computed
-//! purely; a condition's transition time changes only when its status does), the
-//! endpoint and ready replicas, written with server-side apply.
+//! purely from the objects as apply returned them; a condition's transition time changes
+//! only when its status does), the endpoint and ready replicas, written with server-side
+//! apply. What keeps a rollout waiting (an unbound claim, a pod the scheduler cannot
+//! place) is named in the conditions.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -15,16 +18,64 @@ use crate::operator::{Error, MANAGER};
 pub enum Outcome<'a> {
     /// Children applied; how far the rollout is.
     Applied {
-        deployment: Option<&'a Deployment>,
+        /// The Deployment as apply returned it.
+        deployment: &'a Deployment,
         endpoint: String,
         ca_secret: Option<String>,
         warning: Option<(&'static str, String)>,
+        /// Why the rollout cannot progress, if something outside the operator blocks it.
+        waiting: Option<Waiting>,
     },
     /// The spec cannot be reconciled as written.
     Invalid {
         reason: &'static str,
         message: String,
     },
+}
+
+/// Something outside the operator that keeps the registry from becoming ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// `Unschedulable` or `ClaimPending`: the Ready condition's reason.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Reasons of a Ready condition that name something blocking the rollout.
+pub const WAITING_REASONS: [&str; 2] = ["Unschedulable", "ClaimPending"];
+
+/// What blocks the rollout: a registry pod the scheduler cannot place (its message usually
+/// says why, e.g. an unbound claim), else the data claim not yet bound to a volume.
+pub fn waiting(volume: &PersistentVolumeClaim, pods: &[Pod]) -> Option<Waiting> {
+    let unschedulable = pods.iter().find_map(|pod| {
+        let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+        let scheduled = conditions.iter().find(|c| c.type_ == "PodScheduled")?;
+        (scheduled.status == "False").then(|| {
+            format!(
+                "pod {} cannot be scheduled: {}",
+                pod.metadata.name.as_deref().unwrap_or("?"),
+                scheduled.message.as_deref().unwrap_or("no reason given")
+            )
+        })
+    });
+    if let Some(message) = unschedulable {
+        return Some(Waiting {
+            reason: "Unschedulable",
+            message,
+        });
+    }
+    let phase = volume
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending");
+    (phase != "Bound").then(|| Waiting {
+        reason: "ClaimPending",
+        message: format!(
+            "PersistentVolumeClaim {} is {phase}: no volume is bound to it yet (check that its StorageClass exists and can provision volumes, or create a PersistentVolume it can bind)",
+            volume.metadata.name.as_deref().unwrap_or("?")
+        ),
+    })
 }
 
 fn condition(
@@ -71,23 +122,28 @@ pub fn compute(registry: &Registry, outcome: &Outcome<'_>, now: Timestamp) -> Re
             endpoint,
             ca_secret,
             warning,
+            waiting,
         } => {
-            let status = deployment
-                .and_then(|d| d.status.clone())
-                .unwrap_or_default();
+            let status = deployment.status.clone().unwrap_or_default();
             let ready = status.ready_replicas.unwrap_or(0);
             let updated = status.updated_replicas.unwrap_or(0);
-            let observed = deployment
-                .and_then(|d| Some(status.observed_generation? >= d.metadata.generation?))
-                .unwrap_or(false);
+            // The Deployment controller has not seen the applied spec yet: nothing is known
+            // about its rollout, whatever the replica counts say.
+            let observed = status
+                .observed_generation
+                .zip(deployment.metadata.generation)
+                .is_some_and(|(seen, current)| seen >= current);
             let rolled_out = observed && ready >= wanted && updated >= wanted;
-            let (ready_reason, ready_message) = if rolled_out {
-                (
+            let (ready_reason, ready_message) = match waiting {
+                _ if rolled_out => (
                     "Available",
                     format!("{ready}/{wanted} replicas ready at {endpoint}"),
-                )
-            } else {
-                ("RollingOut", format!("{ready}/{wanted} replicas ready"))
+                ),
+                Some(w) => (
+                    w.reason,
+                    format!("{ready}/{wanted} replicas ready: {}", w.message),
+                ),
+                None => ("RollingOut", format!("{ready}/{wanted} replicas ready")),
             };
             let (degraded, degraded_reason, degraded_message) = match warning {
                 Some((reason, message)) => (true, *reason, message.clone()),
@@ -209,10 +265,11 @@ mod tests {
         let t0 = Timestamp::from_second(1_000).unwrap();
         let t1 = Timestamp::from_second(2_000).unwrap();
         let applied = |d| Outcome::Applied {
-            deployment: Some(d),
-            endpoint: "reg.ns.svc:5000".into(),
+            deployment: d,
+            endpoint: "10.96.0.7:5000".into(),
             ca_secret: None,
             warning: None,
+            waiting: None,
         };
         let rolling = deployment(1);
         let s = compute(&registry(None), &applied(&rolling), t0);
@@ -234,7 +291,62 @@ mod tests {
             t0,
             "Degraded stayed False"
         );
-        assert_eq!(s2.endpoint.as_deref(), Some("reg.ns.svc:5000"));
+        assert_eq!(s2.endpoint.as_deref(), Some("10.96.0.7:5000"));
+        // A spec change the Deployment controller has not observed yet is not Ready, even
+        // though the old pods still count as ready and updated.
+        let mut changed = deployment(2);
+        changed.metadata.generation = Some(2);
+        let s3 = compute(&registry(Some(s2.clone())), &applied(&changed), t1);
+        assert_eq!(get(&s3, "Ready").status, "False");
+        assert_eq!(get(&s3, "Progressing").status, "True");
+    }
+
+    #[test]
+    fn an_unbound_claim_or_an_unschedulable_pod_is_named() {
+        let claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "reg-data"}, "status": {"phase": "Pending"}
+        }))
+        .unwrap();
+        let waiting_for_claim = waiting(&claim, &[]).unwrap();
+        assert_eq!(waiting_for_claim.reason, "ClaimPending");
+        assert!(waiting_for_claim.message.contains("reg-data is Pending"));
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "reg-abc"},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."}]}
+        }))
+        .unwrap();
+        let w = waiting(&claim, &[pod]).unwrap();
+        assert_eq!(w.reason, "Unschedulable");
+        assert!(
+            w.message.contains("reg-abc cannot be scheduled: 0/1 nodes"),
+            "{}",
+            w.message
+        );
+        let mut bound = claim.clone();
+        bound.status.as_mut().unwrap().phase = Some("Bound".into());
+        assert_eq!(waiting(&bound, &[]), None);
+        let s = compute(
+            &registry(None),
+            &Outcome::Applied {
+                deployment: &deployment(0),
+                endpoint: "10.96.0.7:5000".into(),
+                ca_secret: None,
+                warning: None,
+                waiting: Some(w),
+            },
+            Timestamp::from_second(1).unwrap(),
+        );
+        let ready = get(&s, "Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "Unschedulable")
+        );
+        assert!(
+            ready.message.starts_with("0/2 replicas ready: pod reg-abc"),
+            "{}",
+            ready.message
+        );
     }
 
     #[test]

@@ -1,7 +1,12 @@
-//! The Registry controller's wiring: which objects it watches (owned children by label, every
-//! Secret mapped back to the Registries that name it) and the span each reconcile runs in.
-//! `run` starts one controller per leadership term; the reconcile logic, its metrics and its
-//! error policy live in `operator::registry`.
+//! The Registry controller's wiring: which objects it watches (owned children by label; every
+//! Secret mapped back to the Registries that name it or whose child it is; the kept claim and
+//! the registry pods by their instance label) and the span each reconcile runs in. `run`
+//! starts one controller per leadership term; the reconcile logic, its metrics and its error
+//! policy live in `operator::registry`.
+//!
+//! Registries are watched through [`DeserializeGuard`]: one stored object that does not fit
+//! the Rust types (an older or hand-loosened CRD let it in) is logged and reported with a
+//! Warning Event, and the others are reconciled as usual instead of the whole watch failing.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,9 +15,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Secret, Service,
+};
 use kube::api::ListParams;
+use kube::core::DeserializeGuard;
+use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -28,6 +38,12 @@ use crate::operator::{Context, Error};
 /// caches its own objects only, never every Deployment or Secret of the cluster.
 pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=dockyard";
 
+/// The label naming the Registry a child (or a registry pod) belongs to.
+const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
+/// A Registry as the watch delivers it: typed, or the metadata of one that does not parse.
+type Guarded = DeserializeGuard<Registry>;
+
 /// Runs the Registry controller until `stop` is cancelled, then lets in-flight reconciles
 /// finish. Marks the instance [`Role::Leading`] once Registries can be listed.
 pub async fn run(
@@ -38,7 +54,7 @@ pub async fn run(
 ) {
     let client = &ctx.client;
     let owned = || watcher::Config::default().labels(MANAGED_BY_SELECTOR);
-    let controller = Controller::new(api::<Registry>(client, namespace), Default::default());
+    let controller = Controller::new(api::<Guarded>(client, namespace), Default::default());
     let registries = controller.store();
     // Not `registries.wait_until_ready()`: its one-shot channel keeps a single waker, so a
     // second waiter can leave the controller's own wait (or this one) never woken.
@@ -51,15 +67,42 @@ pub async fn run(
         .owns(api::<Deployment>(client, namespace), owned())
         .owns(api::<Service>(client, namespace), owned())
         .owns(api::<ConfigMap>(client, namespace), owned())
-        .owns(api::<Secret>(client, namespace), owned())
-        .owns(api::<PersistentVolumeClaim>(client, namespace), owned())
+        // The claim is kept when its Registry goes, so it has no owner reference.
+        .watches(
+            api::<PersistentVolumeClaim>(client, namespace),
+            owned(),
+            |claim| instance_of(&claim),
+        )
+        // Registry pods belong to ReplicaSets; the scheduler's verdict is in their status.
+        .watches(api::<Pod>(client, namespace), owned(), |pod| {
+            instance_of(&pod)
+        })
         .watches(
             api::<Secret>(client, namespace),
             watcher::Config::default(),
-            move |secret| registries_referencing(&secret, &registries.state()),
+            move |secret| {
+                let typed: Vec<Arc<Registry>> = registries
+                    .state()
+                    .iter()
+                    .filter_map(|r| r.0.as_ref().ok().cloned().map(Arc::new))
+                    .collect();
+                let mut refs: Vec<ObjectRef<Guarded>> = registries_referencing(&secret, &typed)
+                    .into_iter()
+                    .map(|r| {
+                        let guarded = ObjectRef::new(&r.name);
+                        match &r.namespace {
+                            Some(ns) => guarded.within(ns),
+                            None => guarded,
+                        }
+                    })
+                    .collect();
+                // Its own Secrets too, including the CA it keeps without an owner reference.
+                refs.extend(instance_of(&secret));
+                refs
+            },
         )
         .graceful_shutdown_on(stop.cancelled_owned())
-        .run(reconcile, registry::error_policy, ctx.clone())
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move { log_outcome(result) })
         .await;
     ready.abort();
@@ -90,15 +133,72 @@ async fn lead_when_listable(api: Api<Registry>, health: Arc<Health>, stop: Cance
 /// inside the controller's "reconciling object" span, so every line the reconcile logs names
 /// the object and why it was reconciled.
 fn reconcile(
-    registry: Arc<Registry>,
+    guarded: Arc<Guarded>,
     ctx: Arc<Context>,
 ) -> impl Future<Output = Result<Action, Error>> + Send + 'static {
     let span = tracing::Span::current();
     async move {
         tracing::debug!("reconcile started");
-        registry::reconcile(registry, ctx).await
+        match &guarded.0 {
+            Ok(registry) => registry::reconcile(Arc::new(registry.clone()), ctx).await,
+            Err(invalid) => {
+                report_unreadable(invalid, &ctx).await;
+                Ok(Action::await_change())
+            }
+        }
     }
     .instrument(span)
+}
+
+/// A stored Registry that does not parse: logged, and a Warning Event on it; it waits for
+/// its next change.
+async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) {
+    let meta = &invalid.metadata;
+    tracing::warn!(error = %invalid.error, "cannot read this Registry; fix its spec");
+    let object = ObjectReference {
+        api_version: Some(Registry::api_version(&()).into_owned()),
+        kind: Some(Registry::kind(&()).into_owned()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..ObjectReference::default()
+    };
+    let note = format!(
+        "the operator cannot read this Registry, so nothing is reconciled until it is fixed: {}",
+        invalid.error
+    );
+    registry::publish_on(
+        &ctx.recorder,
+        &object,
+        EventType::Warning,
+        "InvalidSpec",
+        note,
+    )
+    .await;
+}
+
+fn error_policy(guarded: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+    match &guarded.0 {
+        Ok(registry) => registry::error_policy(registry, error, &ctx),
+        Err(_) => {
+            ctx.metrics.failure("Registry", error);
+            Action::requeue(ctx.backoff.failed(&registry::object_key(guarded.as_ref())))
+        }
+    }
+}
+
+/// The Registry named by the instance label of `object`, in its namespace, when Dockyard
+/// manages it.
+fn instance_of<K: Resource>(object: &K) -> Option<ObjectRef<Guarded>> {
+    let labels = object.meta().labels.as_ref()?;
+    let (key, value) = MANAGED_BY_SELECTOR.split_once('=')?;
+    if labels.get(key).map(String::as_str) != Some(value) {
+        return None;
+    }
+    let name = labels.get(INSTANCE_LABEL)?;
+    let namespace = object.meta().namespace.as_deref()?;
+    Some(ObjectRef::new(name).within(namespace))
 }
 
 /// The Registries in the Secret's namespace whose spec names the Secret.
@@ -116,7 +216,7 @@ pub fn registries_referencing(
         .collect()
 }
 
-type RunResult = Result<(ObjectRef<Registry>, Action), controller::Error<Error, watcher::Error>>;
+type RunResult = Result<(ObjectRef<Guarded>, Action), controller::Error<Error, watcher::Error>>;
 
 fn log_outcome(result: RunResult) {
     match result {

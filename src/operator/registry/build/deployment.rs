@@ -18,6 +18,9 @@ use super::{CONTAINER_PORT, labels, owned, selector};
 use crate::operator::crd::{AccessMode, TlsMode};
 use crate::operator::registry::validate::Desired;
 
+/// The path the kubelet probes; `dockyard serve` keeps it out of its access log at info.
+pub const HEALTH_PATH: &str = crate::registry::HEALTH_PATH;
+
 /// The unprivileged user the registry runs as (and that owns the volume via fsGroup).
 const RUN_AS: i64 = 65532;
 
@@ -89,7 +92,7 @@ fn probe(d: &Desired, period: i32) -> Probe {
     };
     Probe {
         http_get: Some(HTTPGetAction {
-            path: Some("/healthz".to_owned()),
+            path: Some(HEALTH_PATH.to_owned()),
             port: IntOrString::String("registry".to_owned()),
             scheme: Some(scheme.to_owned()),
             ..HTTPGetAction::default()

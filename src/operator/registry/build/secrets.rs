@@ -1,7 +1,9 @@
 //! Secrets a Registry owns (htpasswd, pull user, CA, serving certificate), the
 //! cert-manager Certificate, and the `kubernetes.io/dockerconfigjson` pull Secrets placed
 //! in other namespaces (found again by the Registry's uid label, since owner references
-//! cannot cross namespaces).
+//! cannot cross namespaces). The CA outlives its Registry unless
+//! `tls.selfSigned.deleteWithRegistry` is set, like the data claim: a Registry created
+//! again under the same name reuses it, so clients and nodes keep trusting it.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +16,8 @@ use serde_json::json;
 
 use super::{labels, owned};
 use crate::operator::crd::TlsMode;
-use crate::operator::registry::materials::{Materials, dns_names};
+use crate::operator::registry::addresses::Addresses;
+use crate::operator::registry::materials::Materials;
 use crate::operator::registry::validate::{Desired, PULL_USER};
 
 /// Label on pull Secrets: the uid of the Registry they belong to.
@@ -61,8 +64,12 @@ pub fn pull_credentials(d: &Desired, m: &Materials) -> Secret {
 
 pub fn ca(d: &Desired, m: &Materials) -> Option<Secret> {
     let (ca, _, _) = m.self_signed.as_ref()?;
+    let mut metadata = owned(d, super::ca_name(d));
+    if !matches!(&d.tls, TlsMode::SelfSigned(opts) if opts.delete_with_registry) {
+        metadata.owner_references = None;
+    }
     Some(secret(
-        owned(d, super::ca_name(d)),
+        metadata,
         "Opaque",
         &[("ca.crt", &ca.cert_pem), ("ca.key", &ca.key_pem)],
     ))
@@ -89,20 +96,21 @@ pub fn tls(d: &Desired, m: &Materials) -> Option<Secret> {
     ))
 }
 
-/// The cert-manager `Certificate` for `tls.certManager`.
-pub fn certificate(d: &Desired) -> Option<DynamicObject> {
+/// The cert-manager `Certificate` for `tls.certManager`, for the same names and addresses
+/// as a self-signed serving certificate.
+pub fn certificate(d: &Desired, a: &Addresses) -> Option<DynamicObject> {
     let TlsMode::CertManager(issuer) = &d.tls else {
         return None;
     };
     let resource = certificate_resource();
     let mut spec = json!({
         "secretName": super::tls_name(d),
-        "dnsNames": dns_names(d),
+        "dnsNames": a.dns,
         "issuerRef": { "name": issuer.name, "kind": issuer.kind, "group": issuer.group },
         "usages": ["server auth", "digital signature", "key encipherment"],
     });
-    if let Some(ip) = &d.service.cluster_ip {
-        spec["ipAddresses"] = json!([ip]);
+    if !a.ips.is_empty() {
+        spec["ipAddresses"] = json!(a.ips);
     }
     let mut object = DynamicObject::new(&d.name, &resource)
         .within(&d.namespace)
@@ -120,22 +128,12 @@ pub fn certificate_resource() -> ApiResource {
     ))
 }
 
-/// Hosts clients write in image references for this registry.
-pub fn registry_hosts(d: &Desired) -> Vec<String> {
-    let port = d.service.port;
-    let mut hosts: Vec<String> = dns_names(d)
-        .into_iter()
-        .filter(|h| h.contains(".svc"))
-        .map(|h| format!("{h}:{port}"))
-        .collect();
-    hosts.extend(d.service.cluster_ip.iter().map(|ip| format!("{ip}:{port}")));
-    hosts
-}
-
-pub fn pull_secrets(d: &Desired, m: &Materials) -> Vec<Secret> {
+/// One `auths` entry per address in `a` (the kubelet looks the image's host up verbatim).
+pub fn pull_secrets(d: &Desired, a: &Addresses, m: &Materials) -> Vec<Secret> {
     let auth = base64::engine::general_purpose::STANDARD
         .encode(format!("{PULL_USER}:{}", m.pull_password));
-    let auths: serde_json::Map<String, serde_json::Value> = registry_hosts(d)
+    let auths: serde_json::Map<String, serde_json::Value> = a
+        .hosts()
         .into_iter()
         .map(|host| {
             (

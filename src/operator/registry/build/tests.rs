@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::*;
+use crate::operator::registry::addresses::Addresses;
 use crate::operator::registry::materials::{Existing, prepare};
 use crate::operator::registry::validate::tests::{registry, secret};
 use crate::operator::registry::validate::{Desired, validate};
@@ -16,14 +17,27 @@ fn desired(spec: serde_json::Value, secrets: &[(&str, &[(&str, &str)])]) -> Desi
     validate(&registry(spec), &secrets, "example.test/dockyard:1").unwrap()
 }
 
+/// The addresses of `d`'s Service once the API server allocated `cluster_ip`.
+fn at(d: &Desired, cluster_ip: &str) -> Addresses {
+    let mut applied = service(d);
+    applied.spec.as_mut().unwrap().cluster_ip = Some(cluster_ip.to_owned());
+    Addresses::of(d, &applied)
+}
+
+/// Children of `d` at 10.96.0.5 with fresh materials.
+fn children(d: &Desired) -> (Children, Materials) {
+    let a = at(d, "10.96.0.5");
+    let m = prepare(d, &a, &Existing::default(), NOW, &Default::default()).unwrap();
+    (build(d, &a, &m), m)
+}
+
 #[test]
 fn service_is_complete() {
     let d = desired(
         json!({"service": {"type": "NodePort", "port": 443, "clusterIP": "10.96.0.50"}}),
         &[],
     );
-    let m = prepare(&d, &Existing::default(), NOW, &Default::default()).unwrap();
-    let svc = serde_json::to_value(build(&d, &m).service).unwrap();
+    let svc = serde_json::to_value(service(&d)).unwrap();
     assert_eq!(
         svc,
         json!({
@@ -105,8 +119,7 @@ fn the_workload_is_production_shaped() {
         json!({"auth": {"users": [{"username": "a", "passwordSecretRef": {"name": "pw", "key": "p"}}]}}),
         &[("pw", &[("p", "x")])],
     );
-    let m = prepare(&d, &Existing::default(), NOW, &Default::default()).unwrap();
-    let dep = serde_json::to_value(build(&d, &m).deployment).unwrap();
+    let dep = serde_json::to_value(children(&d).0.deployment).unwrap();
     let spec = &dep["spec"];
     assert_eq!(
         spec["strategy"]["type"], "Recreate",
@@ -147,8 +160,7 @@ fn the_workload_is_production_shaped() {
 #[test]
 fn the_volume_outlives_the_registry_unless_asked() {
     let kept = desired(json!({}), &[]);
-    let m = prepare(&kept, &Existing::default(), NOW, &Default::default()).unwrap();
-    let pvc = build(&kept, &m).volume;
+    let pvc = children(&kept).0.volume;
     assert!(pvc.metadata.owner_references.is_none());
     assert_eq!(
         pvc.spec.as_ref().unwrap().access_modes,
@@ -158,11 +170,7 @@ fn the_volume_outlives_the_registry_unless_asked() {
         json!({"storage": {"filesystem": {"size": "50Gi", "deleteWithRegistry": true, "storageClassName": "fast"}}}),
         &[],
     );
-    let pvc = build(
-        &deleted,
-        &prepare(&deleted, &Existing::default(), NOW, &Default::default()).unwrap(),
-    )
-    .volume;
+    let pvc = children(&deleted).0.volume;
     assert_eq!(pvc.metadata.owner_references.unwrap()[0].uid, "uid-1");
     assert_eq!(
         pvc.spec.unwrap().storage_class_name.as_deref(),
@@ -176,8 +184,7 @@ fn pull_secrets_hold_working_docker_credentials() {
         json!({"pullSecrets": {"namespaces": ["team", "apps"]}}),
         &[],
     );
-    let m = prepare(&d, &Existing::default(), NOW, &Default::default()).unwrap();
-    let children = build(&d, &m);
+    let (children, m) = children(&d);
     assert_eq!(children.pull_secrets.len(), 2);
     let apps = children
         .pull_secrets
@@ -198,9 +205,22 @@ fn pull_secrets_hold_working_docker_credentials() {
     );
     let config: serde_json::Value =
         serde_json::from_slice(&apps.data.as_ref().unwrap()[".dockerconfigjson"].0).unwrap();
-    let entry = &config["auths"]["reg.team.svc:5000"];
-    assert_eq!(entry["username"], "dockyard-pull");
-    assert_eq!(entry["password"], m.pull_password.as_str());
+    // Nodes resolve with the host's resolver: the allocated ClusterIP must be a key.
+    let mut hosts: Vec<&String> = config["auths"].as_object().unwrap().keys().collect();
+    hosts.sort();
+    assert_eq!(
+        hosts,
+        [
+            "10.96.0.5:5000",
+            "reg.team.svc.cluster.local:5000",
+            "reg.team.svc:5000"
+        ]
+    );
+    for host in hosts {
+        let entry = &config["auths"][host];
+        assert_eq!(entry["username"], "dockyard-pull");
+        assert_eq!(entry["password"], m.pull_password.as_str());
+    }
     let team = children
         .pull_secrets
         .iter()
@@ -218,17 +238,8 @@ fn nothing_changes_when_nothing_changed() {
         json!({"auth": {"users": [{"username": "a", "passwordSecretRef": {"name": "pw", "key": "p"}}]}, "service": {"clusterIP": "10.96.0.9"}}),
         &[("pw", &[("p", "x")])],
     );
-    let ip = Some("10.96.0.9".parse().unwrap());
-    let first = prepare(
-        &d,
-        &Existing {
-            cluster_ip: ip,
-            ..Existing::default()
-        },
-        NOW,
-        &Default::default(),
-    )
-    .unwrap();
+    let a = at(&d, "10.96.0.9");
+    let first = prepare(&d, &a, &Existing::default(), NOW, &Default::default()).unwrap();
     let (ca, serving, sans) = first.self_signed.clone().unwrap();
     assert!(sans.ends_with(",10.96.0.9"), "{sans}");
     let existing = Existing {
@@ -240,7 +251,6 @@ fn nothing_changes_when_nothing_changed() {
             cert: serving,
             sans,
         }),
-        cluster_ip: ip,
     };
     let damaged = Existing {
         ca: None,
@@ -248,20 +258,60 @@ fn nothing_changes_when_nothing_changed() {
         ..existing.clone()
     };
     assert!(matches!(
-        prepare(&d, &damaged, NOW, &Default::default()),
+        prepare(&d, &a, &damaged, NOW, &Default::default()),
         Err(crate::operator::pki::PkiError::DamagedCa)
     ));
-    let again = prepare(&d, &existing, NOW + 3600, &Default::default()).unwrap();
+    let again = prepare(&d, &a, &existing, NOW + 3600, &Default::default()).unwrap();
     assert_eq!(again, first, "same hashes, passwords and certificates");
     // A new ClusterIP means a new serving certificate, signed by the same CA.
-    let moved = Existing {
-        cluster_ip: Some("10.96.0.10".parse().unwrap()),
-        ..existing.clone()
-    };
-    let renewed = prepare(&d, &moved, NOW + 3600, &Default::default()).unwrap();
+    let moved = at(&d, "10.96.0.10");
+    let renewed = prepare(&d, &moved, &existing, NOW + 3600, &Default::default()).unwrap();
     assert_eq!(
         renewed.self_signed.as_ref().unwrap().0,
         first.self_signed.as_ref().unwrap().0
     );
     assert_ne!(renewed.self_signed.unwrap().1, first.self_signed.unwrap().1);
+}
+
+#[test]
+fn certificates_cover_the_allocated_address() {
+    let d = desired(
+        json!({"tls": {"certManager": {"issuerRef": {"name": "ca-issuer"}}}}),
+        &[],
+    );
+    let (children, _) = children(&d);
+    let spec = &children.certificate.unwrap().data["spec"];
+    assert_eq!(spec["ipAddresses"], json!(["10.96.0.5"]));
+    assert_eq!(spec["dnsNames"][3], "reg.team.svc.cluster.local");
+    let (self_signed, _) = self::children(&desired(json!({}), &[]));
+    let sans = &self_signed.tls.unwrap().metadata.annotations.unwrap()["dockyard.dev/sans"];
+    assert!(sans.ends_with(",10.96.0.5"), "{sans}");
+}
+
+#[test]
+fn the_ca_outlives_the_registry_unless_asked() {
+    let (kept, _) = children(&desired(json!({}), &[]));
+    assert!(kept.ca.unwrap().metadata.owner_references.is_none());
+    let d = desired(
+        json!({"tls": {"selfSigned": {"deleteWithRegistry": true}}}),
+        &[],
+    );
+    let (owned, _) = children(&d);
+    assert_eq!(
+        owned.ca.unwrap().metadata.owner_references.unwrap()[0].uid,
+        "uid-1"
+    );
+}
+
+#[test]
+fn stale_secrets_are_the_ones_not_built() {
+    let d = desired(
+        json!({"tls": {"certManager": {"issuerRef": {"name": "x"}}}, "pullSecrets": {"namespaces": ["team", "apps"]}}),
+        &[],
+    );
+    let (c, _) = children(&d);
+    let mut wanted = wanted_secrets(&d, &c);
+    wanted.sort();
+    // No htpasswd (no users), no CA; the TLS Secret is cert-manager's to write.
+    assert_eq!(wanted, ["reg-pull", "reg-pull-credentials", "reg-tls"]);
 }

@@ -256,11 +256,27 @@ impl Running {
         drop(leading);
         match lease_task.await {
             Ok(Ok(_manager)) => tracing::info!("lease released"),
+            Ok(Err(e)) if is_gone_or_forbidden(&e) => tracing::info!(
+                reason = %e,
+                expires_in_secs = duration_seconds,
+                "the lease was not released (its Role or the Lease is already gone, as during `helm uninstall`); it expires on its own"
+            ),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not release the lease; it expires on its own")
             }
             Err(e) => tracing::warn!(error = %e, "the leader-election task failed"),
         }
         outcome
+    }
+}
+
+/// A release refused because the Lease, or the permission to change it, no longer exists:
+/// expected at uninstall, where Helm deletes the Role while the pod is still stopping.
+fn is_gone_or_forbidden(error: &kube_lease_manager::LeaseManagerError) -> bool {
+    use kube_lease_manager::LeaseManagerError as E;
+    match error {
+        E::KubeError(kube::Error::Api(status)) => matches!(status.code, 403 | 404),
+        E::NonexistentLease(_) => true,
+        _ => false,
     }
 }

@@ -443,3 +443,48 @@ async fn conditional_requests_get_304() {
         .await;
     assert_eq!((r.status, r.body.len()), (StatusCode::OK, manifest.len()));
 }
+
+/// The kubelet probes `/healthz` every few seconds: those requests stay out of the access
+/// log at info (debug shows them), while every other request is logged.
+#[tokio::test]
+async fn health_checks_stay_out_of_the_info_access_log() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let log = |level: &str| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    };
+    let app = App::new(true);
+    let (info, guard) = log("info");
+    assert_eq!(
+        app.get(crate::registry::HEALTH_PATH).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.get("/v2/").await.status, StatusCode::OK);
+    drop(guard);
+    let text = String::from_utf8(info.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("uri=/v2/"), "{text}");
+    assert!(!text.contains("/healthz"), "{text}");
+    let (debug, guard) = log("debug");
+    app.get(crate::registry::HEALTH_PATH).await;
+    drop(guard);
+    let text = String::from_utf8(debug.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("uri=/healthz"), "{text}");
+}

@@ -23,6 +23,16 @@ pub enum ServeError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "storage directory {path} is not writable by this process (uid {uid}): {source}. If it is a \
+         mounted directory, give it to that user (chown -R {uid}:{uid} DIR) or use a named volume; \
+         to serve it read-only, set storage.maintenance.readonly.enabled"
+    )]
+    StorageNotWritable {
+        path: PathBuf,
+        uid: u32,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -132,6 +142,16 @@ pub fn build_state(config: &Config) -> Result<Built, ServeError> {
                 })?;
                 let location = root.display().to_string();
                 let fs = FsDriver::new(root);
+                if !config.storage.maintenance.readonly.enabled {
+                    // Refused here, rather than as a 500 on every push.
+                    fs.check_writable()
+                        .map_err(|source| ServeError::StorageNotWritable {
+                            path: fs.root().to_owned(),
+                            // SAFETY: getuid has no preconditions.
+                            uid: unsafe { libc::getuid() },
+                            source,
+                        })?;
+                }
                 (Arc::new(fs.clone()), location, Some(fs))
             }
             StorageKind::InMemory => (

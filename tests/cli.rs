@@ -138,3 +138,51 @@ fn occupied_port_is_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot listen on {addr}")));
 }
+
+/// A directory the server's user cannot write (a root-owned bind mount under the image's user
+/// 65532, say) is refused at startup with what to do, not answered with a 500 on every push;
+/// read-only mode still serves it.
+#[test]
+fn a_storage_directory_it_cannot_write_is_refused_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    // The temp dir itself must be traversable by the unprivileged user.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_user = |extra: &[(&str, &str)]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65532", "--regid=65532", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_dockyard"))
+            .arg("serve")
+            .env("REGISTRY_HTTP_ADDR", "127.0.0.1:0")
+            .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &data);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd
+    };
+    let out = as_user(&[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started on an unwritable directory");
+    assert!(
+        stderr.contains("is not writable by this process (uid 65532)")
+            && stderr.contains("chown -R 65532:65532"),
+        "{stderr}"
+    );
+    // Read-only mode starts on it.
+    let mut child = as_user(&[("REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED", "true")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stderr.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.contains("listening on"), "{line}");
+}

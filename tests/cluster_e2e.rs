@@ -3,7 +3,8 @@
 //! applied with kubectl, and real clients (skopeo) pushing and pulling through the Service's
 //! ClusterIP from the host over TLS, with the credentials the operator generated. What each
 //! test asserts is what a user sees: pods that run, objects and conditions in the API server,
-//! images that survive restarts, and status codes.
+//! images that survive restarts, and status codes. The same image also runs the registry:2 way
+//! on a Docker engine, with the README's `docker run` line and `compose.yaml`.
 
 #[allow(
     dead_code,
@@ -12,6 +13,10 @@
 )]
 mod common;
 
+#[path = "cluster_e2e/docker.rs"]
+mod docker;
+#[path = "mirror/dockerd.rs"]
+mod dockerd;
 #[path = "cluster_e2e/fixture.rs"]
 mod fixture;
 #[path = "cluster_e2e/install.rs"]

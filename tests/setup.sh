@@ -23,7 +23,7 @@ declare -A APT=(
   [docker-registry]=docker-registry [skopeo]=skopeo [podman]=podman [buildah]=buildah
   [containerd]=containerd [ctr]=containerd [jq]=jq [htpasswd]=apache2-utils
   [openssl]=openssl [wrk]=wrk [hyperfine]=hyperfine [curl]=curl [unzip]=unzip
-  [/usr/bin/time]=time [nginx]=nginx-light [dockerd]=docker.io [socat]=socat
+  [/usr/bin/time]=time [nginx]=nginx-light [dockerd]=docker.io [socat]=socat [docker-compose]=docker-compose
   [runc]=runc [iptables]=iptables [gcc]=gcc [/usr/lib/cni/bridge]=containernetworking-plugins
   [/bin/busybox]=busybox-static
 )

@@ -53,6 +53,29 @@ extern "C" fn stop_cluster() {
     }
 }
 
+/// The image of the binary under test (`image/build.py`), as an OCI archive, built once.
+pub fn image_archive() -> &'static std::path::Path {
+    static ARCHIVE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &ARCHIVE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let archive = dir.path().join("dockyard.oci.tar");
+            let began = Instant::now();
+            let out = run(Command::new("python3").args([
+                repo().join("image/build.py").as_os_str(),
+                "--binary".as_ref(),
+                env!("CARGO_BIN_EXE_dockyard").as_ref(),
+                "--name".as_ref(),
+                format!("{IMAGE}:{TAG}").as_ref(),
+                "--out".as_ref(),
+                archive.as_os_str(),
+            ]));
+            eprintln!("image built in {:?}: {out}", began.elapsed());
+            (dir, archive)
+        })
+        .1
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -88,26 +111,13 @@ impl Cluster {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let archive = dir.join("dockyard-image.tar");
-        let c = Cluster { dir, env, archive };
-        c.build_image();
+        let c = Cluster {
+            dir,
+            env,
+            archive: image_archive().to_owned(),
+        };
         c.import_image(&format!("{IMAGE}:{TAG}"));
         c
-    }
-
-    /// The image of the binary under test, as an OCI archive.
-    fn build_image(&self) {
-        let began = Instant::now();
-        let out = run(Command::new("python3").args([
-            repo().join("image/build.py").as_os_str(),
-            "--binary".as_ref(),
-            env!("CARGO_BIN_EXE_dockyard").as_ref(),
-            "--name".as_ref(),
-            format!("{IMAGE}:{TAG}").as_ref(),
-            "--out".as_ref(),
-            self.archive.as_os_str(),
-        ]));
-        eprintln!("image built in {:?}: {out}", began.elapsed());
     }
 
     /// Imports the image archive into the node's containerd as `name`.

@@ -405,6 +405,10 @@ async fn invalid_registries_are_refused_or_reported() {
             "auth: {users: [{username: \"a:b\", passwordSecretRef: {name: pw, key: k}}]}",
             "usernames may not be empty",
         ),
+        (
+            "service: {externalHosts: [\"https://reg.example.com/v2\"]}",
+            "service.externalHosts entries are a host name or an IP address",
+        ),
     ] {
         let yaml = format!(
             "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {{name: bad, namespace: team}}\nspec:\n  {spec}\n"

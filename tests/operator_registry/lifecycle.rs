@@ -1,6 +1,7 @@
-//! A Registry over its life against the real API server: the CA survives deletion and
-//! re-creation, what keeps a rollout waiting (an unbound claim, an unschedulable pod) is
-//! reported, and children no longer wanted are deleted.
+//! A Registry over its life against the real API server: the addresses nodes use (a
+//! NodePort on external hosts) reach the pull Secret and the certificate, the CA survives
+//! deletion and re-creation, what keeps a rollout waiting (an unbound claim, an
+//! unschedulable pod) is reported, and children no longer wanted are deleted.
 
 use kube::api::{DynamicObject, ListParams};
 
@@ -249,4 +250,40 @@ async fn children_no_longer_wanted_are_deleted() {
     assert!(secret_text(&tls, "tls.crt").starts_with("-----BEGIN CERTIFICATE-----"));
     // Secrets the Registry does not own stay: the user's password Secret.
     let _: Secret = get(&ctx, "team", "pw").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_ports_on_external_hosts_reach_the_pull_secret_and_the_certificate() {
+    let kube = setup();
+    let ctx = context(&kube).await;
+    let spec = "{service: {type: NodePort, externalHosts: [192.168.1.20, \"registry.example.com:443\"]}, pullSecrets: {namespaces: [team]}}";
+    let out = kube.apply("np.yaml", &registry_yaml("np", spec));
+    assert!(out.status.success(), "{}", out.stderr);
+    reconcile_named(&ctx, "team", "np").await;
+    let service: Service = get(&ctx, "team", "np").await;
+    let spec = service.spec.unwrap();
+    let ip = spec.cluster_ip.unwrap();
+    let node_port = spec.ports.unwrap()[0].node_port.unwrap();
+    let pull: Secret = get(&ctx, "team", "np-pull").await;
+    let config: serde_json::Value =
+        serde_json::from_str(&secret_text(&pull, ".dockerconfigjson")).unwrap();
+    let mut hosts: Vec<&String> = config["auths"].as_object().unwrap().keys().collect();
+    hosts.sort();
+    let mut expected = [
+        format!("{ip}:5000"),
+        format!("192.168.1.20:{node_port}"),
+        "np.team.svc.cluster.local:5000".to_owned(),
+        "np.team.svc:5000".to_owned(),
+        "registry.example.com:443".to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(hosts, expected.iter().collect::<Vec<_>>());
+    let tls: Secret = get(&ctx, "team", "np-tls").await;
+    let sans = &tls.metadata.annotations.unwrap()["dockyard.dev/sans"];
+    assert!(
+        sans.ends_with(&format!("registry.example.com,{ip},192.168.1.20")),
+        "{sans}"
+    );
+    let status = get::<Registry>(&ctx, "team", "np").await.status.unwrap();
+    assert_eq!(status.endpoint, Some(format!("{ip}:5000")));
 }

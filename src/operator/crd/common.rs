@@ -138,6 +138,14 @@ pub struct ServiceSpec {
     #[serde(default, rename = "clusterIP", skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^[0-9]{1,3}(\\\\.[0-9]{1,3}){3}$') || self.contains(':')").message("clusterIP must be an IPv4 or IPv6 address"))]
     pub cluster_ip: Option<String>,
+    /// Other names or addresses nodes and clients reach the registry at, e.g. a node's IP
+    /// for a NodePort Service, or a DNS name in front of it. Each one, as `host:port` (the
+    /// NodePort for a NodePort Service, else `port`, unless the entry names its own port),
+    /// goes into the pull Secrets and, without the port, into the serving certificate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 261)))]
+    #[x_kube(validation = Rule::new("self.all(h, h.matches('^(\\\\[[0-9A-Fa-f:.]+\\\\]|[A-Za-z0-9.:-]+)(:[0-9]{1,5})?$'))").message("service.externalHosts entries are a host name or an IP address with an optional :port, without a scheme or path, e.g. 192.168.1.20 or registry.example.com:443"))]
+    pub external_hosts: Vec<String>,
 }
 
 impl Default for ServiceSpec {
@@ -146,6 +154,7 @@ impl Default for ServiceSpec {
             type_: ServiceType::ClusterIP,
             port: default_port(),
             cluster_ip: None,
+            external_hosts: Vec::new(),
         }
     }
 }

@@ -1,13 +1,15 @@
 //! Where nodes and clients reach a Registry, read back from the Service as the API server
 //! stored it (pure). Nodes resolve names with the host's resolver, not cluster DNS, so the
-//! allocated ClusterIP (and a load balancer's address, once it has one) must appear in the
-//! serving certificate's SANs, in every pull Secret's `auths` and in `status.endpoint`.
+//! allocated ClusterIP (and a load balancer's address, once it has one, and the spec's
+//! `service.externalHosts` on the NodePort or the Service port) must appear in the serving
+//! certificate's SANs, in every pull Secret's `auths` and in `status.endpoint`.
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
 
 use super::validate::Desired;
+use crate::operator::crd::ServiceType;
 
 /// The names and addresses of a Registry's Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,9 @@ pub struct Addresses {
     pub dns: Vec<String>,
     /// IP addresses: the ClusterIP, then load-balancer ingress IPs.
     pub ips: Vec<IpAddr>,
+    /// The spec's external hosts (names or IPs) with the port they are reached on: their
+    /// own, else the NodePort of a NodePort Service, else the Service port.
+    pub external: Vec<(String, i32)>,
 }
 
 /// The in-cluster DNS names of the Registry's Service.
@@ -62,12 +67,53 @@ impl Addresses {
                 dns.push(host);
             }
         }
+        let node_port = service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref()?.first()?.node_port)
+            .filter(|_| d.service.type_ == ServiceType::NodePort);
+        let default_port = node_port.unwrap_or(d.service.port);
+        let mut external: Vec<(String, i32)> = Vec::new();
+        for entry in &d.service.external_hosts {
+            let (host, port) = split_host_port(entry);
+            let address = (host.to_owned(), port.unwrap_or(default_port));
+            if !external.contains(&address) {
+                external.push(address);
+            }
+        }
         Addresses {
             port: d.service.port,
             cluster_ip,
             dns,
             ips,
+            external,
         }
+    }
+
+    /// DNS names for the serving certificate: the Service's, a load balancer's, and the
+    /// external hosts that are names.
+    pub fn san_dns(&self) -> Vec<String> {
+        let mut names = self.dns.clone();
+        for (host, _) in &self.external {
+            if host.parse::<IpAddr>().is_err() && !names.contains(host) {
+                names.push(host.clone());
+            }
+        }
+        names
+    }
+
+    /// IP addresses for the serving certificate: the ClusterIP, a load balancer's, and the
+    /// external hosts that are addresses.
+    pub fn san_ips(&self) -> Vec<IpAddr> {
+        let mut ips = self.ips.clone();
+        for (host, _) in &self.external {
+            if let Ok(ip) = host.parse::<IpAddr>()
+                && !ips.contains(&ip)
+            {
+                ips.push(ip);
+            }
+        }
+        ips
     }
 
     /// `host:port` keys a client or a node may write in an image reference: every IP
@@ -80,7 +126,14 @@ impl Addresses {
             .map(|ip| host_port(&ip.to_string(), self.port));
         // `name` and `name.namespace` need a search domain, which image references never use.
         let names = self.dns.iter().skip(2).map(|h| host_port(h, self.port));
-        ips.chain(names).collect()
+        let external = self.external.iter().map(|(h, p)| host_port(h, *p));
+        let mut hosts: Vec<String> = Vec::new();
+        for host in ips.chain(names).chain(external) {
+            if !hosts.contains(&host) {
+                hosts.push(host);
+            }
+        }
+        hosts
     }
 
     /// The address for `status.endpoint`: the ClusterIP and port, reachable from nodes;
@@ -99,9 +152,26 @@ impl Addresses {
 
     /// The SAN list recorded next to a serving certificate, to tell when it changes.
     pub fn sans_record(&self) -> String {
-        let mut all = self.dns.clone();
-        all.extend(self.ips.iter().map(IpAddr::to_string));
+        let mut all = self.san_dns();
+        all.extend(self.san_ips().iter().map(IpAddr::to_string));
         all.join(",")
+    }
+}
+
+/// An external host entry as host and optional port: `host`, `host:port`, `[v6]:port`, `v6`.
+fn split_host_port(entry: &str) -> (&str, Option<i32>) {
+    if let Some(rest) = entry.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return (host, port);
+    }
+    match entry.rsplit_once(':') {
+        // More than one colon without brackets: a bare IPv6 address.
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(port) => (host, Some(port)),
+            Err(_) => (entry, None),
+        },
+        _ => (entry, None),
     }
 }
 
@@ -163,6 +233,41 @@ mod tests {
             "{hosts:?}"
         );
         assert!(a.dns.contains(&"reg.example.com".to_owned()));
+    }
+
+    #[test]
+    fn external_hosts_use_the_node_port_unless_they_name_a_port() {
+        let a = addresses(
+            json!({"service": {"type": "NodePort",
+                   "externalHosts": ["192.168.1.20", "reg.example.com:443", "[fd00::1]", "fd00::2"]}}),
+            json!({"spec": {"clusterIP": "10.96.3.4", "ports": [{"port": 5000, "nodePort": 30500}]}}),
+        );
+        assert_eq!(
+            a.hosts(),
+            [
+                "10.96.3.4:5000",
+                "reg.team.svc:5000",
+                "reg.team.svc.cluster.local:5000",
+                "192.168.1.20:30500",
+                "reg.example.com:443",
+                "[fd00::1]:30500",
+                "[fd00::2]:30500"
+            ]
+        );
+        assert_eq!(
+            a.sans_record(),
+            "reg,reg.team,reg.team.svc,reg.team.svc.cluster.local,reg.example.com,10.96.3.4,192.168.1.20,fd00::1,fd00::2"
+        );
+        assert_eq!(a.endpoint(), "10.96.3.4:5000");
+        let plain = addresses(
+            json!({"service": {"externalHosts": ["reg.example.com"]}}),
+            json!({"spec": {"clusterIP": "10.96.3.4", "ports": [{"port": 5000, "nodePort": 30500}]}}),
+        );
+        assert_eq!(
+            plain.hosts().last().map(String::as_str),
+            Some("reg.example.com:5000"),
+            "no NodePort on a ClusterIP Service"
+        );
     }
 
     #[test]

@@ -152,8 +152,8 @@ pub fn prepare(
                 None => pki::issue_serving(
                     &ca,
                     &ca_name,
-                    &addresses.dns,
-                    &addresses.ips,
+                    &addresses.san_dns(),
+                    &addresses.san_ips(),
                     opts.validity_days,
                     now,
                 )?,

@@ -105,12 +105,13 @@ pub fn certificate(d: &Desired, a: &Addresses) -> Option<DynamicObject> {
     let resource = certificate_resource();
     let mut spec = json!({
         "secretName": super::tls_name(d),
-        "dnsNames": a.dns,
+        "dnsNames": a.san_dns(),
         "issuerRef": { "name": issuer.name, "kind": issuer.kind, "group": issuer.group },
         "usages": ["server auth", "digital signature", "key encipherment"],
     });
-    if !a.ips.is_empty() {
-        spec["ipAddresses"] = json!(a.ips);
+    let ips = a.san_ips();
+    if !ips.is_empty() {
+        spec["ipAddresses"] = json!(ips);
     }
     let mut object = DynamicObject::new(&d.name, &resource)
         .within(&d.namespace)

@@ -2,9 +2,11 @@
 //! owner references and one field manager, the allocated ClusterIP in pull Secrets,
 //! certificates and status, status conditions that follow the applied Deployment, no churn
 //! when nothing changed, password changes re-rendering the htpasswd Secret, drift restored,
-//! invalid specs reported (once, as an Event series), CEL admission messages, retry delays
-//! reset by a success, and pull Secrets cleaned up on delete.
+//! retry delays reset by a success, and pull Secrets cleaned up on delete. `admission`,
+//! `lifecycle` and `tls` hold the rest.
 
+#[path = "operator_registry/admission.rs"]
+mod admission;
 #[allow(
     dead_code,
     unused_imports,
@@ -378,76 +380,6 @@ async fn deleting_a_registry_removes_pull_secrets_elsewhere_and_keeps_the_volume
         pvc.metadata.owner_references.is_none(),
         "garbage collection will not take the images"
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn invalid_registries_are_refused_or_reported() {
-    let kube = setup();
-    let ctx = context(&kube).await;
-    for (spec, message) in [
-        (
-            "storage: {filesystem: {size: 1Gi}, s3: {bucket: b}}",
-            "set only one of storage.filesystem and storage.s3",
-        ),
-        (
-            "tls: {selfSigned: {}, disabled: true}",
-            "choose one TLS mode",
-        ),
-        (
-            "replicas: 3",
-            "replicas > 1 needs storage every replica can share",
-        ),
-        (
-            "storage: {s3: {bucket: \"\"}}",
-            "storage.s3.bucket must name a bucket",
-        ),
-        (
-            "auth: {users: [{username: \"a:b\", passwordSecretRef: {name: pw, key: k}}]}",
-            "usernames may not be empty",
-        ),
-        (
-            "service: {externalHosts: [\"https://reg.example.com/v2\"]}",
-            "service.externalHosts entries are a host name or an IP address",
-        ),
-    ] {
-        let yaml = format!(
-            "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {{name: bad, namespace: team}}\nspec:\n  {spec}\n"
-        );
-        let out = kube.apply("bad.yaml", &yaml);
-        assert!(!out.status.success(), "accepted: {spec}");
-        assert!(out.stderr.contains(message), "{spec}: {}", out.stderr);
-    }
-    // What admission cannot know is reported on the resource.
-    let missing = "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {name: lost, namespace: team}\nspec:\n  auth: {users: [{username: bob, passwordSecretRef: {name: nope, key: bob}}]}\n";
-    assert!(kube.apply("lost.yaml", missing).status.success());
-    reconcile_named(&ctx, "team", "lost").await;
-    let degraded = condition(&ctx, "team", "lost", "Degraded").await;
-    assert_eq!(
-        (degraded.status.as_str(), degraded.reason.as_str()),
-        ("True", "SecretNotFound")
-    );
-    assert!(degraded.message.contains("\"nope\""));
-    assert!(
-        Api::<Deployment>::namespaced(ctx.client.clone(), "team")
-            .get_opt("lost")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    // Reported again on the next reconcile, the Event becomes a series on one object (one
-    // recorder for the operator), not a second Event.
-    reconcile_named(&ctx, "team", "lost").await;
-    let events = kube.kubectl(&["-n", "team", "get", "events.events.k8s.io", "-o", "json"]);
-    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
-    let reported: Vec<&serde_json::Value> = events["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["reason"] == "SecretNotFound")
-        .collect();
-    assert_eq!(reported.len(), 1, "one Warning Event: {events}");
-    assert_eq!(reported[0]["type"], "Warning");
-    assert_eq!(reported[0]["series"]["count"], 2, "{events}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -79,7 +79,10 @@ pub enum AccessMode {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FilesystemStorage {
+    /// The claim's size request. `null` is not kept: it becomes the default (10Gi), which the
+    /// operator can read, where a stored `null` would not be.
     #[serde(default = "default_size")]
+    #[schemars(extend("nullable" = false))]
     pub size: Quantity,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,

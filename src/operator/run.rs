@@ -256,11 +256,15 @@ impl Running {
         drop(leading);
         match lease_task.await {
             Ok(Ok(_manager)) => tracing::info!("lease released"),
-            Ok(Err(e)) if is_gone_or_forbidden(&e) => tracing::info!(
-                reason = %e,
-                expires_in_secs = duration_seconds,
-                "the lease was not released (its Role or the Lease is already gone, as during `helm uninstall`); it expires on its own"
-            ),
+            Ok(Err(e)) if is_gone_or_forbidden(&e) => {
+                // The API error's text says "forbidden": keep it out of the info-level log,
+                // where it reads like a failure of an uninstall that went as designed.
+                tracing::debug!(error = %e, "lease release refused");
+                tracing::info!(
+                    expires_in_secs = duration_seconds,
+                    "the lease was not released (its Role or the Lease is already gone, as during `helm uninstall`); it expires on its own"
+                )
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "could not release the lease; it expires on its own")
             }

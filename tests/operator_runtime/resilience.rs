@@ -158,7 +158,8 @@ fn stopping_after_the_lease_role_is_gone_is_clean() {
     assert!(status.success(), "exit: {status}\n{log}");
     let alarming: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .filter(|l| !l.contains("DEBUG"))
+        .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("orbidden"))
         .collect();
     assert!(
         alarming.is_empty(),

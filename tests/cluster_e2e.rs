@@ -23,3 +23,5 @@ mod fixture;
 mod install;
 #[path = "cluster_e2e/registry.rs"]
 mod registry;
+#[path = "cluster_e2e/status.rs"]
+mod status;

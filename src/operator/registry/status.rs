@@ -58,23 +58,40 @@ pub fn waiting(volume: &PersistentVolumeClaim, pods: &[Pod]) -> Option<Waiting> 
             )
         })
     });
-    if let Some(message) = unschedulable {
-        return Some(Waiting {
-            reason: "Unschedulable",
-            message,
-        });
-    }
     let phase = volume
         .status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .unwrap_or("Pending");
-    (phase != "Bound").then(|| Waiting {
-        reason: "ClaimPending",
-        message: format!(
-            "PersistentVolumeClaim {} is {phase}: no volume is bound to it yet (check that its StorageClass exists and can provision volumes, or create a PersistentVolume it can bind)",
+    let class = volume
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.as_deref())
+        .map(|c| format!(" {c:?}"))
+        .unwrap_or_default();
+    let claim = (phase != "Bound").then(|| {
+        format!(
+            "PersistentVolumeClaim {} is {phase}: no volume is bound to it yet (check that its StorageClass{class} exists and can provision volumes, or create a PersistentVolume it can bind)",
             volume.metadata.name.as_deref().unwrap_or("?")
-        ),
+        )
+    });
+    if let Some(pod) = unschedulable {
+        // When the claim is what the scheduler waits for, its message does not name it: say
+        // which claim, and what to check.
+        let message = match claim {
+            Some(claim) if pod.to_ascii_lowercase().contains("persistentvolumeclaim") => {
+                format!("{pod}; {claim}")
+            }
+            _ => pod,
+        };
+        return Some(Waiting {
+            reason: "Unschedulable",
+            message,
+        });
+    }
+    claim.map(|message| Waiting {
+        reason: "ClaimPending",
+        message,
     })
 }
 

@@ -95,11 +95,19 @@ fn helm_upgrade_rolls_the_registry_and_uninstall_keeps_crds_and_data() {
     let _ = c.wait_for("the operator's log to end", Duration::from_secs(30), || {
         follower.try_wait().ok().flatten()
     });
+    // Dockyard's own lines only: kube-lease-manager may log a refused renewal if one falls
+    // between Helm deleting the Role and the pod's SIGTERM.
     let log = std::fs::read_to_string(&log_path).unwrap();
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" dockyard::"))
+        .filter(|l| l.contains("ERROR") || l.to_ascii_lowercase().contains("forbidden"))
+        .collect();
     assert!(
-        !log.contains("Forbidden") && !log.contains("ERROR"),
+        bad.is_empty(),
         "the operator's shutdown on uninstall:\n{log}"
     );
+    assert!(log.contains("shutdown requested"), "no shutdown in:\n{log}");
     // Back to the suite's release for the other tests.
     let out = c.install(TAG);
     assert!(out.status.success(), "helm install: {}", out.stderr);

@@ -116,6 +116,8 @@ impl Driver for MemoryDriver {
             .take_while(|(k, _)| k.starts_with(&prefix))
             .filter_map(|(k, _)| k[prefix.len()..].split('/').next().map(str::to_owned))
             .collect();
+        // Keys order "a-b/x" before "a/x" ('-' < '/'); names order "a" first.
+        names.sort();
         names.dedup();
         if names.is_empty() && !objects.contains_key(path) {
             return Err(StorageError::NotFound(path.to_owned()));

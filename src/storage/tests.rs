@@ -93,6 +93,10 @@ async fn suite(d: &dyn Driver) {
     d.put_content("/l/a", Bytes::new()).await.unwrap();
     d.put_content("/l/c/y/z", Bytes::new()).await.unwrap();
     assert_eq!(d.list("/l").await.unwrap(), ["a", "b", "c"]);
+    // Sorted by name, not by key: "a/..." sorts after "a-b/..." as a key ('-' < '/').
+    d.put_content("/m/a/x", Bytes::new()).await.unwrap();
+    d.put_content("/m/a-b/x", Bytes::new()).await.unwrap();
+    assert_eq!(d.list("/m").await.unwrap(), ["a", "a-b"]);
 
     // rename replaces the destination; delete removes whole trees.
     d.rename("/up/data", "/blobs/x/data").await.unwrap();

@@ -6,12 +6,7 @@
 //! impersonating kubeconfig) reconciling a Registry with users, cert-manager TLS and pull
 //! Secrets in another namespace without a single "forbidden".
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 
 use std::fs;
 use std::path::Path;

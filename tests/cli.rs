@@ -1,12 +1,7 @@
 //! The `dockyard` command line as a user meets it: where it says it listens and stores,
 //! JSON logs, warnings for unknown configuration, and clear refusals of bad configuration.
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 
 use std::process::Command;
 

@@ -2,12 +2,7 @@
 //! direct and through a hosts.toml mirror), helm, crane and oras. Each test starts its own
 //! server on loopback; `DOCKYARD_TEST_TARGET=distribution` runs them against distribution 2.8.2.
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 
 #[path = "clients/containerd.rs"]
 mod containerd;

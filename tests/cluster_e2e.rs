@@ -6,12 +6,7 @@
 //! images that survive restarts, and status codes. The same image also runs the registry:2 way
 //! on a Docker engine, with the README's `docker run` line and `compose.yaml`.
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 
 #[path = "cluster_e2e/docker.rs"]
 mod docker;

@@ -8,12 +8,7 @@
 //! names them. Against distribution 2.8.2 (`DOCKYARD_TEST_TARGET=distribution`), which is not OCI 1.1
 //! conformant, failures are only printed.
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 
 use common::Server;
 use common::conformance::{find_runner, junit_cases, main_branch_env, run_suite, workflow_env};

@@ -5,12 +5,7 @@
 //! image pushed before the crash must still pull bit-identical. A full disk (a small tmpfs)
 //! gets a clear 507, keeps nothing partial and gives the space back.
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -4,12 +4,7 @@
 //! seen by the other. This is what lets an existing `/var/lib/registry` volume move to Dockyard
 //! and back.
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 
 use std::fs;
 use std::path::Path;

@@ -4,12 +4,7 @@
 //! message, valid custom objects are stored and read back, and core objects (Namespace, Secret)
 //! work through kubectl with the admin kubeconfig.
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 
 use common::kube::KubeApi;
 use serde_json::Value;

@@ -7,12 +7,7 @@
 //! cache served with the upstream down, pushes refused, and Docker Hub's token flow against
 //! distribution with `auth.token` and a token issuer of the test's own.
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 
 #[path = "mirror/cache.rs"]
 mod cache;

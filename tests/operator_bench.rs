@@ -16,12 +16,7 @@
 //! API server's logs next to it. Knobs: `BENCH_OPERATOR_RUNS` (5), `BENCH_OPERATOR_BURST` (300),
 //! `DOCKYARD_BIN` (default: the binary cargo built with this test), `OPERATOR_LOG` (RUST_LOG).
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -3,12 +3,7 @@
 //! private mount namespace), then skopeo pushes as a user from the spec and pulls with the
 //! generated pull Secret, over TLS verified with the operator-generated CA.
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 
 use std::net::TcpListener;
 use std::path::Path;

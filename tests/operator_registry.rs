@@ -7,12 +7,7 @@
 
 #[path = "operator_registry/admission.rs"]
 mod admission;
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 #[path = "operator_registry/lifecycle.rs"]
 mod lifecycle;
 #[path = "operator_registry/tls.rs"]

@@ -5,12 +5,7 @@
 //! controller), prompt clean exits, and the CRD's CEL rules rejecting invalid Registries;
 //! `resilience` covers an unreadable Registry and a shutdown after the lease Role is gone.
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 #[path = "operator_runtime/resilience.rs"]
 mod resilience;
 

@@ -2,12 +2,7 @@
 //! `X-Forwarded-Proto` and `X-Forwarded-Host`. Upload `Location`s must send clients back
 //! through nginx over https, and every request of a push must pass through it.
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -9,5 +9,5 @@ bash tests/setup.sh
 export PATH="$PWD/.tools/bin:$PATH"
 
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --all-targets --locked

@@ -6,12 +6,7 @@
 //! distribution 2.8.2, which skips the Dockyard extensions with a printed note. TLS is
 //! covered by `tests/tls.rs`.
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 
 #[path = "security/access.rs"]
 mod access;

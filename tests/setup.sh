@@ -61,7 +61,7 @@ build oci-conformance conformance github.com/opencontainers/distribution-spec/co
 build oci-conformance-main conformance-main github.com/opencontainers/distribution-spec/conformance test -c
 build registry-v3 registry-v3 github.com/distribution/distribution/v3/cmd/registry ||
   log "registry-v3 did not build (optional, only for benchmarks)"
-# A real API server for the operator tests (tests/common/kube.rs); no kubelet.
+# A real API server for the operator tests (tests/testkit/src/kube.rs); no kubelet.
 build etcd etcd dockyard.local/tools/etcd
 k8s=$(awk '$1 == "k8s.io/kubernetes" { print $2 }' "$ROOT/tools/k8s/go.mod")   # v1.35.8
 kv=k8s.io/component-base/version

@@ -4,12 +4,7 @@
 //! ignored). `DOCKYARD_TEST_TARGET=distribution` runs them against distribution 2.8.2, which
 //! skips what it lacks (live reload) with a printed note.
 
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "each test crate uses a subset of the shared helpers"
-)]
-mod common;
+use dockyard_testkit as common;
 
 #[path = "tls/clients.rs"]
 mod clients;

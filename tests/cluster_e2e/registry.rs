@@ -242,7 +242,10 @@ fn the_example_registry_comes_up_and_serves_pushes_and_pulls_through_its_service
     // The kubelet's probes have been answered all along, and none of them is in the log.
     let pod_name = pod["metadata"]["name"].as_str().unwrap();
     let log = c.kubectl(&["logs", "-n", "registry", pod_name]);
-    assert!(log.contains("dockyard::access"), "no access log at all:\n{log}");
+    assert!(
+        log.contains("dockyard::access"),
+        "no access log at all:\n{log}"
+    );
     assert!(
         !log.contains("/healthz"),
         "probe requests in the access log:\n{log}"

@@ -239,7 +239,8 @@ impl Server {
             Target::Dockyard => {
                 // DOCKYARD_TEST_BIN runs the tests against another build (an older commit, say).
                 let bin = std::env::var("DOCKYARD_TEST_BIN")
-                    .unwrap_or_else(|_| env!("CARGO_BIN_EXE_dockyard").to_owned());
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|_| crate::dockyard_bin());
                 let mut c = Command::new(bin);
                 c.arg("serve")
                     .env("REGISTRY_HTTP_ADDR", &self.addr)

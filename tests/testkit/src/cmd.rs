@@ -36,11 +36,7 @@ pub fn tool(name: &str) -> PathBuf {
     if let Some(dir) = std::env::var_os("DOCKYARD_TOOLS") {
         candidates.push(PathBuf::from(dir).join("bin").join(name));
     }
-    candidates.push(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join(".tools/bin")
-            .join(name),
-    );
+    candidates.push(crate::repo().join(".tools/bin").join(name));
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path).map(|dir| dir.join(name)));
     }

@@ -49,7 +49,7 @@ impl Operator {
         let err = out.try_clone().expect("clone log handle");
         let started = Instant::now();
         let level = std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "info,dockyard=debug".into());
-        let child = Command::new(env!("CARGO_BIN_EXE_dockyard"))
+        let child = Command::new(crate::dockyard_bin())
             .args(["operator", "--image", "example.test/dockyard:dev"])
             .args(["--metrics-addr", &addr])
             .args(args)

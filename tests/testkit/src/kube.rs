@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::cmd::{Outcome, run, run_capture};
-use super::server::signal;
 
 /// How long the API server may take to answer `/readyz` with `ok` (2 busy cores, cold caches).
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
@@ -339,11 +338,7 @@ pub fn tools_bin(name: &str) -> PathBuf {
     if let Some(dir) = std::env::var_os("DOCKYARD_TOOLS") {
         candidates.push(PathBuf::from(dir).join("bin").join(name));
     }
-    candidates.push(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(".tools/bin")
-            .join(name),
-    );
+    candidates.push(crate::repo().join(".tools/bin").join(name));
     candidates
         .into_iter()
         .find(|p| p.is_file())

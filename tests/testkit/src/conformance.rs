@@ -16,7 +16,7 @@ pub fn find_runner(names: &[&str]) -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("DOCKYARD_TOOLS") {
         dirs.push(PathBuf::from(dir).join("bin"));
     }
-    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bin"));
+    dirs.push(crate::repo().join(".tools/bin"));
     dirs.iter()
         .flat_map(|dir| names.iter().map(move |name| dir.join(name)))
         .find(|path| path.is_file())

@@ -1,0 +1,38 @@
+//! Shared helpers for Dockyard's black-box integration tests (`tests/*.rs`): a guard that runs
+//! a registry (Dockyard or the reference distribution 2.8.2) on loopback, a raw HTTP/1.1 probe,
+//! runners for real client programs (with private podman storage and a private containerd),
+//! the OCI conformance runners, and an OCI image layout writer. A library compiled once; each
+//! test crate says `use dockyard_testkit as common;` and uses the parts it needs.
+
+pub mod cmd;
+pub mod conformance;
+pub mod containerd;
+pub mod http;
+pub mod kube;
+pub mod oci;
+pub mod operator;
+pub mod podman;
+pub mod registry;
+pub mod server;
+
+pub use cmd::{cmd, run, run_capture, run_fail, tool};
+
+/// The repository's root (where `.tools/` is).
+pub fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The `dockyard` binary of the test run: cargo builds it next to the test executables
+/// (`target/<profile>/dockyard`, tests in `target/<profile>/deps/`).
+pub fn dockyard_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("tests run from target/<profile>/deps");
+    let bin = profile.join("dockyard");
+    assert!(bin.is_file(), "no dockyard binary at {}", bin.display());
+    bin
+}
+pub use http::http_get;
+pub use server::{Server, Target};

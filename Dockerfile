@@ -1,6 +1,7 @@
-# Dockyard's image, built with docker or buildkit: `docker build -t dockyard .`
+# syntax=docker/dockerfile:1
+# Dockyard's image, built with BuildKit: `DOCKER_BUILDKIT=1 docker build -t dockyard:dev .`
 # The same image without a daemon or network, from a release binary: `python3 image/build.py`
-# (see image/build.py). Both run as 65532:65532, hold registry:2's config at
+# (see image/build.py), equivalent but for the base's files. Both run as 65532:65532, hold registry:2's config at
 # /etc/docker/registry/config.yml and work with a read-only root filesystem.
 ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
 ARG BASE_IMAGE=gcr.io/distroless/cc-debian12:nonroot

@@ -126,8 +126,8 @@ def memory(api, ns_names):
             uid = pod["metadata"]["uid"]
             for qos in ("", "burstable/", "besteffort/"):
                 base = f"/sys/fs/cgroup/memory/kubepods/{qos}pod{uid}"
-                if not os.path.isdir(base):
-                    base = f"/sys/fs/cgroup/kubepods/{qos.replace('/', '.slice/') if qos else ''}pod{uid}"
+                if not os.path.isdir(base):  # cgroup v2, cgroupfs driver
+                    base = f"/sys/fs/cgroup/kubepods/{qos}pod{uid}"
                 if os.path.isdir(base):
                     stat = dict(l.split() for l in open(os.path.join(base, "memory.stat")))
                     usage_file = "memory.usage_in_bytes" if os.path.exists(os.path.join(base, "memory.usage_in_bytes")) else "memory.current"
@@ -165,11 +165,16 @@ def main():
                        check=True, stdout=subprocess.DEVNULL)
         api = Api(mc_dir, env["MC_SERVER"])
         rounds = []
-        for i in range(a.rounds):
-            marks = one_round(api, mc_dir, f"bench-{i}")
+        # Names of their own, so that a reused cluster (MC_DIR) starts each round from nothing.
+        run_id = time.strftime("%H%M%S")
+        names = [f"bench-{run_id}-{i}" for i in range(a.rounds)]
+        for i, ns in enumerate(names):
+            marks = one_round(api, mc_dir, ns)
             log(f"round {i + 1}/{a.rounds}: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(marks.items(), key=lambda kv: kv[1])))
             rounds.append(marks)
-        mem = memory(api, ["dockyard-system", *(f"bench-{i}" for i in range(a.rounds))])
+        mem = memory(api, ["dockyard-system", *names])
+        # The Registries go; their claims (and the local volumes, Retain) stay with the cluster.
+        kubectl(mc_dir, "delete", "namespace", "--wait=false", *names)
         med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
         print(f"== apply to Ready on a real kubelet (median of {a.rounds}; seconds after kubectl apply started) ==")
         steps = [("kubectl apply returned", "apply"), ("operator: Deployment created", "deployment"),

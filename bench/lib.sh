@@ -48,6 +48,7 @@ cleanup() {
   local slot
   for slot in "${!PID[@]}"; do stop_server "$slot"; done
   [ -z "$POLLER_PID" ] || kill "$POLLER_PID" 2>/dev/null || true
+  [ -z "${RELAY_PID:-}" ] || kill "$RELAY_PID" 2>/dev/null || true
   if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $RUN_DIR"; else rm -rf "$RUN_DIR"; fi
 }
 

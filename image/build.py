@@ -6,14 +6,15 @@
 
 It writes an OCI image layout in a tar (an "OCI archive"), accepted as it is by
 `ctr images import`, `skopeo copy oci-archive:FILE ...` and `podman load -i FILE`. The image is
-the one the Dockerfile builds: one layer holding the stripped binary with the C runtime it links
+equivalent to the one the Dockerfile builds: one layer holding the stripped binary with the C runtime it links
 (glibc's loader, libc, libm, libgcc_s, copied from this machine), the CA certificates, registry:2's
 config at /etc/docker/registry/config.yml and an empty /var/lib/registry. It runs as 65532:65532
 with any root filesystem, read-only included (it writes only to /var/lib/registry). Every role is
-in it: `serve` (the default), `operator`, `node-agent`, `crd`, `htpasswd`.
+in it: `serve` (the default), `operator`, `crd`, `htpasswd`.
 
-The result is reproducible: the same binary and commit give the same digest (SOURCE_DATE_EPOCH sets the
-creation time, default 0). It prints the image's name, digest and compressed size.
+The result is reproducible: the same binary, name, commit and host libraries give the same
+digest (SOURCE_DATE_EPOCH sets the creation time, default 0). It prints the image's name,
+digest and compressed size.
 """
 
 import argparse

@@ -147,8 +147,8 @@ pub fn build_state(config: &Config) -> Result<Built, ServeError> {
                     fs.check_writable()
                         .map_err(|source| ServeError::StorageNotWritable {
                             path: fs.root().to_owned(),
-                            // SAFETY: getuid has no preconditions.
-                            uid: unsafe { libc::getuid() },
+                            // SAFETY: geteuid has no preconditions.
+                            uid: unsafe { libc::geteuid() },
                             source,
                         })?;
                 }

@@ -10,8 +10,6 @@ use dockyard_testkit as common;
 
 #[path = "cluster_e2e/docker.rs"]
 mod docker;
-#[path = "mirror/dockerd.rs"]
-mod dockerd;
 #[path = "cluster_e2e/fixture.rs"]
 mod fixture;
 #[path = "cluster_e2e/install.rs"]

@@ -11,8 +11,6 @@ use dockyard_testkit as common;
 
 #[path = "mirror/cache.rs"]
 mod cache;
-#[path = "mirror/dockerd.rs"]
-mod dockerd;
 #[path = "mirror/failures.rs"]
 mod failures;
 #[path = "mirror/pulls.rs"]

@@ -25,7 +25,6 @@ declare -A APT=(
   [openssl]=openssl [wrk]=wrk [hyperfine]=hyperfine [curl]=curl [unzip]=unzip
   [/usr/bin/time]=time [nginx]=nginx-light [dockerd]=docker.io [socat]=socat [docker-compose]=docker-compose
   [runc]=runc [iptables]=iptables [gcc]=gcc [/usr/lib/cni/bridge]=containernetworking-plugins
-  [/bin/busybox]=busybox-static
 )
 missing=()
 for cmd in "${!APT[@]}"; do

@@ -21,6 +21,7 @@ scenario_mirror() {
   stop_server plain
   kill "$RELAY_PID" 2>/dev/null || true
   wait "$RELAY_PID" 2>/dev/null || true
+  RELAY_PID=
   table_head "mirror: pull-through cache of one distribution 2.8.2 upstream (proxy.remoteurl)"
   row "cold pull via mirror (s)" cold
   row "direct pull from upstream (s)" direct

@@ -22,9 +22,10 @@ use crate::content::{BlobRange, Content};
 use crate::oci::{Digest, RepoName};
 use crate::storage::ByteStream;
 
-/// Bytes gathered before they are made readable from the session's data. Until then, the
-/// tail holds them.
-const FLUSH_EVERY: usize = 1 << 20;
+/// Bytes gathered before they are made readable from the session's data (until then, the
+/// tail holds them): twice the filesystem writer's batch, so that one batch is written while
+/// the next is gathered.
+const FLUSH_EVERY: usize = 2 << 20;
 /// The longest an upstream may pause in the middle of a blob before the fetch fails.
 const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 /// The most a follower reads from the session in one go: with many followers of a slow
@@ -189,7 +190,9 @@ struct Reader {
     digest: Digest,
     pos: u64,
     end: u64,
-    current: Option<ByteStream>,
+    /// The stream being read, and where it must end: one that ends sooner (data truncated
+    /// under it by a failed fetch) is an error, never a reason to open it again.
+    current: Option<(ByteStream, u64)>,
 }
 
 impl Reader {
@@ -198,13 +201,19 @@ impl Reader {
             if self.pos >= self.end {
                 return None;
             }
-            if let Some(stream) = &mut self.current {
+            if let Some((stream, until)) = &mut self.current {
                 match stream.next().await {
                     Some(Ok(chunk)) => {
                         self.pos += chunk.len() as u64;
                         return Some(Ok(chunk));
                     }
                     Some(Err(e)) => return Some(Err(e)),
+                    None if self.pos < *until => {
+                        return Some(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the fetched data ended early (the fetch failed)",
+                        )));
+                    }
                     None => self.current = None,
                 }
                 continue;
@@ -214,7 +223,7 @@ impl Reader {
                     self.pos += chunk.len() as u64;
                     return Some(Ok(chunk));
                 }
-                Ok(Next::Stream(stream)) => self.current = Some(stream),
+                Ok(Next::Stream(stream, until)) => self.current = Some((stream, until)),
                 Err(e) => return Some(Err(e)),
             }
         }
@@ -236,7 +245,7 @@ impl Reader {
                         .content
                         .open_blob(&self.digest, Some(range))
                         .await
-                        .map(Next::Stream)
+                        .map(|stream| Next::Stream(stream, self.end))
                         .map_err(io::Error::other);
                 }
                 Some(Err(e)) => return Err(io::Error::other(e.clone())),
@@ -261,11 +270,12 @@ impl Reader {
                         .read_upload(&f.name, &f.upload, self.pos, len)
                         .await
                     {
-                        Ok(stream) => return Ok(Next::Stream(stream)),
-                        // Committed meanwhile: the next round reads the blob.
-                        Err(e) if matches!(&e, crate::content::ContentError::Storage(s) if s.is_not_found()) =>
-                        {
-                            let _ = rx.changed().await;
+                        Ok(stream) => return Ok(Next::Stream(stream, self.pos + len)),
+                        // Committed (or discarded) meanwhile: the next round says which.
+                        Err(e) if matches!(&e, crate::content::ContentError::Storage(s) if s.is_not_found()) => {
+                            if rx.changed().await.is_err() {
+                                return Err(io::Error::other("the upstream fetch stopped"));
+                            }
                         }
                         Err(e) => return Err(io::Error::other(e)),
                     }
@@ -283,7 +293,8 @@ impl Reader {
 /// The next part of a client's bytes.
 enum Next {
     Chunk(Bytes),
-    Stream(ByteStream),
+    /// A stream, and the position where it ends.
+    Stream(ByteStream, u64),
 }
 
 impl Flight {
@@ -406,5 +417,67 @@ impl Fetch {
             received,
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Data cut short under a reader (a failed fetch truncates its session) is an error for
+    /// that reader, never a loop that opens the same window again and again.
+    #[test]
+    fn a_session_cut_short_under_a_reader_is_an_error() {
+        // On a thread of its own: a reader that spins never yields, and would stall any
+        // timeout on its runtime (and the runtime's shutdown).
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _ = done.send(rt.block_on(read_cut_short_session()));
+        });
+        let (got, error) = outcome
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the reader spun instead of failing");
+        assert_eq!(got, b"0123456789");
+        assert_eq!(error, Some(io::ErrorKind::UnexpectedEof));
+    }
+
+    async fn read_cut_short_session() -> (Vec<u8>, Option<io::ErrorKind>) {
+        let driver = Arc::new(crate::storage::memory::MemoryDriver::new());
+        let content = Content::new(driver, Default::default());
+        let name: RepoName = "library/app".parse().unwrap();
+        let (upload, mut writer) = content.open_upload(&name).await.unwrap();
+        writer
+            .write(Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        writer.flush().await.unwrap();
+        writer.flush().await.unwrap();
+        // The fetch says 100 bytes are readable, but the session holds 10.
+        let (_tx, rx) = watch::channel(Progress {
+            size: Some(100),
+            received: 100,
+            written: 100,
+            done: None,
+        });
+        let flight = Arc::new(Flight {
+            name,
+            upload,
+            progress: rx,
+            tail: Mutex::default(),
+        });
+        let digest: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
+        let mut bytes = flight.stream(content, digest, BlobRange { start: 0, end: 99 });
+        let mut got = Vec::new();
+        while let Some(chunk) = bytes.next().await {
+            match chunk {
+                Ok(chunk) => got.extend_from_slice(&chunk),
+                Err(e) => return (got, Some(e.kind())),
+            }
+        }
+        (got, None)
     }
 }

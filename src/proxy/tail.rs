@@ -9,7 +9,8 @@ use bytes::Bytes;
 const TAIL: usize = 4 << 20;
 
 /// The latest chunks received, in order and contiguous: they cover `start..received`, and
-/// `start` is never past what the session has made readable.
+/// while the fetch runs, `start` is never past what the session has made readable. (`clear`,
+/// when the fetch ends, moves it past everything: readers then go by the fetch's outcome.)
 #[derive(Default)]
 pub struct Tail {
     start: u64,

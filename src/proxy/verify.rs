@@ -2,7 +2,9 @@
 //! lower priority. While clients, the upstream and the disk compete for the CPU, the hash
 //! waits for idle time instead of slowing the transfer; it reads what the fetch received like
 //! any client (from the in-memory tail, or the session's data once behind), so memory stays
-//! bounded. The fetch commits the blob only when this digest matches.
+//! bounded. The fetch commits the blob only when this digest matches. One thread per fetch in
+//! progress: fetches are network-bound and few at a time, and a thread lives as long as its
+//! fetch.
 
 use std::future::Future;
 use std::sync::Arc;

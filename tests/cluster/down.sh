@@ -35,6 +35,8 @@ stop() {
 }
 
 began=$SECONDS
+# The watchdog up.sh may have left (unless it is what runs this).
+[[ $(pid_of watchdog) == "$PPID" ]] || stop watchdog
 stop kubelet
 stop kube-proxy
 stop kube-scheduler
@@ -91,10 +93,20 @@ if grep -q "^bridge $MC_BRIDGE\$" "$D/host-changes" 2>/dev/null; then
   ip link del "$MC_BRIDGE" 2>/dev/null
 fi
 
-# The kubelet's cgroup tree (cgroupfs driver: kubepods/ in every hierarchy), leaves first.
+# The kubelet's cgroup tree (cgroupfs driver: kubepods/ in every hierarchy), leaves first,
+# after killing what still runs in it (containers whose shim went without them).
+for h in /sys/fs/cgroup /sys/fs/cgroup/*/; do
+  [[ -d $h/kubepods ]] || continue
+  find "$h/kubepods" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u | while read -r pid; do
+    mc_log "killing pod process $pid left in $h/kubepods"
+    kill -KILL "$pid" 2>/dev/null
+  done
+done
+sleep 0.2
 for h in /sys/fs/cgroup /sys/fs/cgroup/*/; do
   [[ -d $h/kubepods ]] || continue
   find "$h/kubepods" -depth -type d -exec rmdir {} + 2>/dev/null
+  [[ -d $h/kubepods ]] && mc_log "warning: $h/kubepods could not be removed"
 done
 
 # sysctls the kubelet (or up.sh) changed.
@@ -114,6 +126,6 @@ grep -q '^dir /var/log/containers$' "$D/host-changes" 2>/dev/null && rmdir /var/
 if [[ ${MC_KEEP:-0} == 1 ]]; then
   mc_log "stopped in $((SECONDS - began)) s; kept $D"
 else
-  rm -rf "$D"
+  rm -rf --one-file-system "$D"
   mc_log "stopped in $((SECONDS - began)) s; removed $D"
 fi

@@ -25,7 +25,7 @@ began=$SECONDS
 
 [[ $(id -u) == 0 ]] || mc_die "run as root"
 for c in containerd containerd-shim-runc-v2 runc ip iptables openssl curl python3 ctr; do
-  command -v "$c" >/dev/null || mc_die "$c not found (run build.sh)"
+  command -v "$c" >/dev/null || mc_die "$c not found (run tests/setup.sh)"
 done
 declare -A B
 for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
@@ -53,8 +53,9 @@ ln -sfn "$D" "${TMPDIR:-/tmp}/dockyard-cluster.last"
 on_fail() {
   mc_log "start-up failed; logs in $D/logs. Stopping what was started: bash $MC_HERE/down.sh $D"
   MC_KEEP=1 bash "$MC_HERE/down.sh" "$D" || true
+  exit 1
 }
-trap on_fail ERR
+trap on_fail ERR INT TERM
 
 # spawn NAME CMD...: starts CMD in the background (own session), logs to logs/NAME.log.
 spawn() {
@@ -374,7 +375,14 @@ EOF
 } | "${KUBECTL[@]}" apply -f - >/dev/null
 # Pods write their volumes as any user (the registry runs as 65532).
 chmod 0777 "$D"/volumes/pv*
-trap - ERR
+trap - ERR INT TERM
+# MC_WATCH_PID: stop the cluster when that process ends, however it ends (a test run killed
+# by a timeout or ^C leaves no kubelet behind, nor the sysctls it set).
+if [[ -n ${MC_WATCH_PID:-} ]]; then
+  setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done; exec bash "$2" "$3"' watchdog \
+    "$MC_WATCH_PID" "$MC_HERE/down.sh" "$D" </dev/null >>"$D/logs/watchdog.log" 2>&1 &
+  echo "watchdog $!" >>"$PIDS"
+fi
 mc_log "up in $((SECONDS - began)) s"
 echo "MC_DIR=$D"
 echo "KUBECONFIG=$D/kubeconfig"

@@ -8,8 +8,8 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::common::cmd::{Outcome, run, run_capture, tool};
+use crate::common::dockerd::Dockerd;
 use crate::common::oci::write_oci_layout;
-use crate::dockerd::Dockerd;
 use crate::fixture::{IMAGE, TAG, image_archive, repo};
 
 /// The engine has no bridge here (`--bridge=none`): containers use the host's network, and the
@@ -44,6 +44,8 @@ fn skopeo(args: &[&str]) -> Outcome {
 
 #[test]
 fn the_image_runs_the_registry2_way_with_compose_settings_tls_and_htpasswd() {
+    // Not alongside the cluster tests: both are heavy for a 2-core machine.
+    let _turn = crate::fixture::turn();
     let dir = tempfile::tempdir().unwrap();
     let d = Dockerd::start(&dir.path().join("docker"), r#""debug": false"#);
     let sock = format!("unix://{}", dir.path().join("docker/docker.sock").display());
@@ -112,12 +114,8 @@ fn the_image_runs_the_registry2_way_with_compose_settings_tls_and_htpasswd() {
         "-out",
         &certs.join("domain.crt").to_string_lossy(),
     ]));
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(
-        certs.join("domain.key"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    // As compose.yaml's comment says: the key belongs to the server's user, and no one else.
+    std::os::unix::fs::chown(certs.join("domain.key"), Some(65532), Some(65532)).unwrap();
     let mut htpasswd = d.docker(&[
         "run",
         "--rm",

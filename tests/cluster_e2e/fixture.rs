@@ -36,9 +36,14 @@ static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 static TURN: Mutex<()> = Mutex::new(());
 static STARTED_DIR: OnceLock<PathBuf> = OnceLock::new();
 
+/// This test's turn: the tests of this crate run one at a time.
+pub fn turn() -> MutexGuard<'static, ()> {
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The shared cluster, with the chart installed, and this test's turn on it.
 pub fn cluster() -> (MutexGuard<'static, ()>, &'static Cluster) {
-    let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let turn = turn();
     let c = CLUSTER.get_or_init(Cluster::start);
     c.ensure_installed();
     (turn, c)
@@ -55,30 +60,26 @@ extern "C" fn stop_cluster() {
 
 /// The image of the binary under test (`image/build.py`), as an OCI archive, built once.
 pub fn image_archive() -> &'static std::path::Path {
-    static ARCHIVE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &ARCHIVE
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let archive = dir.path().join("dockyard.oci.tar");
-            let began = Instant::now();
-            let out = run(Command::new("python3").args([
-                repo().join("image/build.py").as_os_str(),
-                "--binary".as_ref(),
-                env!("CARGO_BIN_EXE_dockyard").as_ref(),
-                "--name".as_ref(),
-                format!("{IMAGE}:{TAG}").as_ref(),
-                "--out".as_ref(),
-                archive.as_os_str(),
-            ]));
-            eprintln!("image built in {:?}: {out}", began.elapsed());
-            (dir, archive)
-        })
-        .1
+    static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
+    ARCHIVE.get_or_init(|| {
+        // Under target/ (statics are never dropped: a temp dir would be left behind).
+        let archive = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dockyard.oci.tar");
+        let began = Instant::now();
+        let out = run(Command::new("python3").args([
+            repo().join("image/build.py").as_os_str(),
+            "--binary".as_ref(),
+            env!("CARGO_BIN_EXE_dockyard").as_ref(),
+            "--name".as_ref(),
+            format!("{IMAGE}:{TAG}").as_ref(),
+            "--out".as_ref(),
+            archive.as_os_str(),
+        ]));
+        eprintln!("image built in {:?}: {out}", began.elapsed());
+        archive
+    })
 }
 
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use crate::common::repo;
 
 impl Cluster {
     fn start() -> Cluster {
@@ -91,9 +92,11 @@ impl Cluster {
                     0,
                     "the cluster tests start a kubelet and need root"
                 );
+                // up.sh's watchdog stops it when this process ends, even if killed.
                 let out = run(Command::new("bash")
                     .arg(repo().join("tests/cluster/up.sh"))
-                    .env("DOCKYARD_TOOLS", repo().join(".tools")));
+                    .env("DOCKYARD_TOOLS", repo().join(".tools"))
+                    .env("MC_WATCH_PID", std::process::id().to_string()));
                 let dir = out
                     .lines()
                     .find_map(|l| l.strip_prefix("MC_DIR="))

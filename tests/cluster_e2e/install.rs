@@ -52,8 +52,12 @@ fn helm_upgrade_rolls_the_registry_and_uninstall_keeps_crds_and_data() {
         || {
             let d = c.get(&["deployment", "-n", ns, "up"])?;
             let image = d["spec"]["template"]["spec"]["containers"][0]["image"].as_str()?;
-            let ready = d["status"]["updatedReplicas"] == 1 && d["status"]["readyReplicas"] == 1;
-            (image.ends_with(":upgraded") && ready && d["status"]["replicas"] == 1).then_some(())
+            let s = &d["status"];
+            let rolled = s["observedGeneration"] == d["metadata"]["generation"]
+                && s["updatedReplicas"] == 1
+                && s["readyReplicas"] == 1
+                && s["replicas"] == 1;
+            (image.ends_with(":upgraded") && rolled).then_some(())
         },
     );
     reg.wait_ready();
@@ -73,7 +77,9 @@ fn helm_upgrade_rolls_the_registry_and_uninstall_keeps_crds_and_data() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    c.wait_for("kubectl logs -f to attach", Duration::from_secs(30), || {
+        (std::fs::metadata(&log_path).ok()?.len() > 0).then_some(())
+    });
     let out = c.helm(&["uninstall", RELEASE, "--namespace", OPERATOR_NS, "--wait"]);
     assert!(out.status.success(), "helm uninstall: {}", out.stderr);
     assert!(

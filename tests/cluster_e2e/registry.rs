@@ -379,11 +379,13 @@ fn a_registry_killed_mid_push_is_restarted_and_the_retried_push_succeeds() {
     // A big layer pushed in the background; the registry process is killed -9 mid-way.
     let layout = c.path("clients/big");
     if !layout.join("index.json").exists() {
-        write_oci_layout(&layout, "big", &[64 << 20]);
+        write_oci_layout(&layout, "big", &[192 << 20]);
     }
     let creds = format!("{USER}:{PASSWORD}");
     let trust = reg.trust.to_string_lossy().into_owned();
-    let target = format!("docker://{}/crash/big:1", reg.addr());
+    // A tag of its own each run, so that a reused cluster cannot already hold it.
+    let tag = format!("t{}", std::time::UNIX_EPOCH.elapsed().unwrap().as_millis());
+    let target = format!("docker://{}/crash/big:{tag}", reg.addr());
     let src = format!("oci:{}:big", layout.display());
     let mut push = Command::new(crate::common::cmd::tool("skopeo"));
     push.args([
@@ -398,7 +400,14 @@ fn a_registry_killed_mid_push_is_restarted_and_the_retried_push_succeeds() {
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::null());
     let mut child = push.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Killed once the layer's upload has bytes on the volume: mid-push, for sure.
+    let volume = claim_dir(c, ns, "crash-data");
+    let uploads = volume.join("docker/registry/v2/repositories/crash/big/_uploads");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while uploading(&uploads).is_none() {
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let pid = registry_pid(&uid).expect("the registry process on the node");
     // SAFETY: kill has no memory preconditions.
     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -423,15 +432,15 @@ fn a_registry_killed_mid_push_is_restarted_and_the_retried_push_succeeds() {
         &creds,
         &target,
     ]));
-    if inspect.status.success() {
-        eprintln!("the push finished before the kill");
-    } else {
-        assert!(
-            inspect.stderr.contains("manifest unknown"),
-            "{}",
-            inspect.stderr
-        );
-    }
+    assert!(
+        !inspect.status.success(),
+        "the interrupted push left its tag"
+    );
+    assert!(
+        inspect.stderr.contains("manifest unknown"),
+        "{}",
+        inspect.stderr
+    );
     // The retried push succeeds and the image is whole.
     run(Command::new(crate::common::cmd::tool("skopeo")).args([
         "copy",
@@ -442,7 +451,28 @@ fn a_registry_killed_mid_push_is_restarted_and_the_retried_push_succeeds() {
         &src,
         &target,
     ]));
-    reg.pull("crash/big:1");
+    reg.pull(&format!("crash/big:{tag}"));
+}
+
+/// The host directory of the local volume bound to claim `name`.
+fn claim_dir(c: &Cluster, ns: &str, name: &str) -> PathBuf {
+    let claim = c.get(&["pvc", "-n", ns, name]).expect("the claim");
+    let volume = claim["spec"]["volumeName"].as_str().expect("a bound claim");
+    let pv = c.get(&["pv", volume]).expect("the volume");
+    PathBuf::from(
+        pv["spec"]["local"]["path"]
+            .as_str()
+            .expect("a local volume"),
+    )
+}
+
+/// Whether an upload session under `uploads` has received bytes.
+fn uploading(uploads: &std::path::Path) -> Option<()> {
+    std::fs::read_dir(uploads)
+        .ok()?
+        .flatten()
+        .any(|e| std::fs::metadata(e.path().join("data")).is_ok_and(|m| m.len() > 0))
+        .then_some(())
 }
 
 /// The PID (in this machine's namespace) of the `dockyard serve` process of the pod `uid`.

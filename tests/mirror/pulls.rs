@@ -335,7 +335,7 @@ fn the_docker_engine_pulls_library_images_through_registry_mirrors() {
     let remote = format!("http://{}", upstream.addr);
     let mirror = mirror(&[("REGISTRY_PROXY_REMOTEURL", &remote)]);
     // docker's registry-mirrors sends no ns: the default upstream answers `library/<name>`.
-    let engine = dockerd::Dockerd::start(
+    let engine = common::dockerd::Dockerd::start(
         &dir.path().join("docker"),
         &format!("\"registry-mirrors\": [\"http://{}\"]", mirror.addr),
     );

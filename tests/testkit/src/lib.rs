@@ -7,6 +7,7 @@
 pub mod cmd;
 pub mod conformance;
 pub mod containerd;
+pub mod dockerd;
 pub mod http;
 pub mod kube;
 pub mod oci;

@@ -97,7 +97,7 @@ impl Dockerd {
 impl Drop for Dockerd {
     fn drop(&mut self) {
         if let Some(child) = self.child.take() {
-            super::common::server::stop_child(child, Duration::from_secs(20));
+            crate::server::stop_child(child, Duration::from_secs(20));
         }
         if let Ok(hosts) = std::fs::read_to_string("/etc/hosts") {
             let kept: String = hosts

@@ -202,6 +202,17 @@ fn the_example_registry_comes_up_and_serves_pushes_and_pulls_through_its_service
     );
     report_ready_breakdown(c, "registry", "main", ready_after);
 
+    // Its claim (WaitForFirstConsumer) was Pending until the pod was scheduled: normal, and
+    // not reported as something blocking the rollout.
+    let events = c.get(&["events", "-n", "registry"]).unwrap();
+    let claim_pending: Vec<&serde_json::Value> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == "ClaimPending")
+        .collect();
+    assert!(claim_pending.is_empty(), "{claim_pending:?}");
+
     // The pod really runs the image under test and passes its probes.
     let pods = c.get(&["pods", "-n", "registry"]).unwrap();
     let pod = &pods["items"][0];

@@ -126,7 +126,23 @@ async fn a_pending_claim_and_an_unschedulable_pod_are_reported() {
             .status
             .success()
     );
-    // No provisioner runs next to a bare API server: the claim stays Pending.
+    // No provisioner runs next to a bare API server: the claim stays Pending. A new claim
+    // is not reported at once (a WaitForFirstConsumer claim binds only after its pod is
+    // scheduled)...
+    reconcile_named(&ctx, "team", "wait").await;
+    let ready = condition(&ctx, "team", "wait", "Ready").await;
+    assert_eq!(ready.status, "False");
+    assert_ne!(ready.reason, "ClaimPending", "{}", ready.message);
+    // ...but once the scheduler has picked a node for it, its provisioner is what it waits
+    // for, and it is.
+    kube.kubectl(&[
+        "annotate",
+        "pvc",
+        "-n",
+        "team",
+        "wait-data",
+        "volume.kubernetes.io/selected-node=node-1",
+    ]);
     reconcile_named(&ctx, "team", "wait").await;
     let ready = condition(&ctx, "team", "wait", "Ready").await;
     assert_eq!(

@@ -103,19 +103,26 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
         TlsMode::Disabled => None,
     };
     let pods = fetch::pods(client, &namespace, &build::children_selector(&desired)).await?;
+    let now = Timestamp::now();
     let outcome = status::Outcome::Applied {
         deployment: &applied.deployment,
         endpoint: addresses.endpoint(),
         ca_secret,
         warning,
-        waiting: status::waiting(&applied.volume, &pods),
+        waiting: status::waiting(&applied.volume, &pods, now),
     };
-    let next = status::compute(registry, &outcome, Timestamp::now());
+    let next = status::compute(registry, &outcome, now);
     if let Some((type_, reason, note)) = transition(registry, &next) {
         publish(&ctx.recorder, registry, type_, reason, note).await;
     }
     status::write(client, registry, &namespace, next).await?;
-    Ok(Action::requeue(Duration::from_secs(3600)))
+    // A claim still in its grace is looked at again when the grace ends (its binding, if it
+    // comes first, triggers a reconcile of its own).
+    let recheck = status::claim_grace_left(&applied.volume, now)
+        .map_or(Duration::from_secs(3600), |left| {
+            left + Duration::from_secs(1)
+        });
+    Ok(Action::requeue(recheck))
 }
 
 /// A spec that cannot be reconciled as written: Degraded status and a Warning Event saying

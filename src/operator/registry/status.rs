@@ -44,9 +44,33 @@ pub struct Waiting {
 /// Reasons of a Ready condition that name something blocking the rollout.
 pub const WAITING_REASONS: [&str; 2] = ["Unschedulable", "ClaimPending"];
 
-/// What blocks the rollout: a registry pod the scheduler cannot place (its message usually
-/// says why, e.g. an unbound claim), else the data claim not yet bound to a volume.
-pub fn waiting(volume: &PersistentVolumeClaim, pods: &[Pod]) -> Option<Waiting> {
+/// How long a new claim may stay Pending before it is reported as blocking. With a
+/// WaitForFirstConsumer StorageClass (the common kind) a claim binds only after its pod is
+/// scheduled, a second or two after it was made; that is not worth a condition or an Event.
+pub const CLAIM_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Set on a claim once the scheduler has picked a node for its pod: from then on, a Pending
+/// claim waits for its provisioner, not for the pod.
+const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+
+/// How long until a Pending claim counts as stuck; `None` when it already does, or is bound.
+pub fn claim_grace_left(
+    volume: &PersistentVolumeClaim,
+    now: Timestamp,
+) -> Option<std::time::Duration> {
+    let phase = volume.status.as_ref().and_then(|s| s.phase.as_deref());
+    if phase == Some("Bound") || volume.annotations().contains_key(SELECTED_NODE) {
+        return None;
+    }
+    let created = volume.metadata.creation_timestamp.as_ref()?.0;
+    let age = std::time::Duration::try_from(now.duration_since(created)).unwrap_or_default();
+    CLAIM_GRACE.checked_sub(age).filter(|left| !left.is_zero())
+}
+
+/// What blocks the rollout at `now`: a registry pod the scheduler cannot place (its message
+/// usually says why, e.g. an unbound claim), else the data claim, once it has been Pending
+/// past [`CLAIM_GRACE`] or its provisioning has begun.
+pub fn waiting(volume: &PersistentVolumeClaim, pods: &[Pod], now: Timestamp) -> Option<Waiting> {
     let unschedulable = pods.iter().find_map(|pod| {
         let conditions = pod.status.as_ref()?.conditions.as_ref()?;
         let scheduled = conditions.iter().find(|c| c.type_ == "PodScheduled")?;
@@ -88,6 +112,9 @@ pub fn waiting(volume: &PersistentVolumeClaim, pods: &[Pod]) -> Option<Waiting> 
             reason: "Unschedulable",
             message,
         });
+    }
+    if claim_grace_left(volume, now).is_some() {
+        return None;
     }
     claim.map(|message| Waiting {
         reason: "ClaimPending",
@@ -319,12 +346,41 @@ mod tests {
     }
 
     #[test]
+    fn a_new_pending_claim_is_not_reported_until_its_grace_ends_or_provisioning_begins() {
+        let now = Timestamp::from_second(10_000).unwrap();
+        let claim = |age_secs: i64, annotations: serde_json::Value| -> PersistentVolumeClaim {
+            let created = Timestamp::from_second(10_000 - age_secs).unwrap();
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "reg-data", "creationTimestamp": created.to_string(),
+                    "annotations": annotations},
+                "status": {"phase": "Pending"}
+            }))
+            .unwrap()
+        };
+        let fresh = claim(5, serde_json::json!({}));
+        assert_eq!(waiting(&fresh, &[], now), None);
+        assert_eq!(
+            claim_grace_left(&fresh, now),
+            Some(std::time::Duration::from_secs(10))
+        );
+        let old = claim(20, serde_json::json!({}));
+        assert_eq!(waiting(&old, &[], now).unwrap().reason, "ClaimPending");
+        assert_eq!(claim_grace_left(&old, now), None);
+        let provisioning = claim(1, serde_json::json!({SELECTED_NODE: "node-1"}));
+        assert_eq!(
+            waiting(&provisioning, &[], now).unwrap().reason,
+            "ClaimPending"
+        );
+    }
+
+    #[test]
     fn an_unbound_claim_or_an_unschedulable_pod_is_named() {
         let claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "reg-data"}, "status": {"phase": "Pending"}
         }))
         .unwrap();
-        let waiting_for_claim = waiting(&claim, &[]).unwrap();
+        let now = Timestamp::from_second(10_000).unwrap();
+        let waiting_for_claim = waiting(&claim, &[], now).unwrap();
         assert_eq!(waiting_for_claim.reason, "ClaimPending");
         assert!(waiting_for_claim.message.contains("reg-data is Pending"));
         let pod: Pod = serde_json::from_value(serde_json::json!({
@@ -333,7 +389,7 @@ mod tests {
                 "message": "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."}]}
         }))
         .unwrap();
-        let w = waiting(&claim, &[pod]).unwrap();
+        let w = waiting(&claim, &[pod], now).unwrap();
         assert_eq!(w.reason, "Unschedulable");
         assert!(
             w.message.contains("reg-abc cannot be scheduled: 0/1 nodes"),
@@ -342,7 +398,7 @@ mod tests {
         );
         let mut bound = claim.clone();
         bound.status.as_mut().unwrap().phase = Some("Bound".into());
-        assert_eq!(waiting(&bound, &[]), None);
+        assert_eq!(waiting(&bound, &[], now), None);
         let s = compute(
             &registry(None),
             &Outcome::Applied {

@@ -36,7 +36,7 @@ stop() {
 
 began=$SECONDS
 # The watchdog up.sh may have left (unless it is what runs this).
-[[ $(pid_of watchdog) == "$PPID" ]] || stop watchdog
+[[ $(pid_of watchdog) == "$$" ]] || stop watchdog   # the watchdog execs this script
 stop kubelet
 stop kube-proxy
 stop kube-scheduler

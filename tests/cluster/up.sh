@@ -35,7 +35,7 @@ ip link show "$MC_BRIDGE" >/dev/null 2>&1 && mc_die "bridge $MC_BRIDGE exists: a
 
 # The pod sandbox image: registry.k8s.io/pause cannot be reached offline.
 mkdir -p "$MC_IMAGES"
-pause_want="$(cat "$MC_HERE/pause.c" "$MC_HERE/mkimage.py" | sha256sum | cut -c1-16) $MC_PAUSE_IMAGE"
+pause_want="$(cat "$MC_HERE/pause.c" "$MC_HERE/mkimage.py" "$MAIN/image/build.py" | sha256sum | cut -c1-16) $MC_PAUSE_IMAGE"
 if [[ ! -f $MC_IMAGES/pause.tar || $(cat "$MC_IMAGES/.pause.stamp" 2>/dev/null) != "$pause_want" ]]; then
   command -v gcc >/dev/null || mc_die "gcc not found (run tests/setup.sh)"
   gcc -static -Os -s -o "$MC_IMAGES/pause" "$MC_HERE/pause.c"

@@ -1,11 +1,13 @@
 //! The Kubernetes operator: custom resource types (`crd`) and, per resource, a reconciler
 //! that runs fetch -> validate -> build -> apply -> status.
 
+pub mod common;
 mod context;
 pub mod crd;
 mod error;
 mod health;
 pub mod metrics;
+pub mod nodeplan;
 pub mod pki;
 pub mod registry;
 pub mod run;

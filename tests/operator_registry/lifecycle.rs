@@ -231,7 +231,7 @@ async fn children_no_longer_wanted_are_deleted() {
             .success()
     );
     reconcile_named(&ctx, "team", "sw").await;
-    let resource = dockyard::operator::registry::build::certificate_resource();
+    let resource = dockyard::operator::common::tls::certificate_resource();
     let certificates: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), "team", &resource);
     let certificate = certificates.get("sw").await.unwrap();

@@ -178,3 +178,71 @@ pub struct PodOptions {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pod_annotations: BTreeMap<String, String>,
 }
+
+/// A container runtime whose configuration the node agent writes.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// containerd's `hosts.toml` under its `config_path` (also k3s and rke2).
+    Containerd,
+    /// CRI-O and podman: a `registries.conf.d` drop-in and `certs.d`.
+    Crio,
+    /// Docker Engine: `daemon.json` (`registry-mirrors`, `insecure-registries`) and `certs.d`.
+    Docker,
+}
+
+fn all_runtimes() -> Vec<Runtime> {
+    vec![Runtime::Containerd, Runtime::Crio, Runtime::Docker]
+}
+
+/// Which nodes the node agent configures, and which of their runtimes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelection {
+    /// Nodes whose labels match all of these; every node when empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Nodes with a NoSchedule or NoExecute taint are configured only when it is tolerated
+    /// here (as a pod would have to be).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Runtimes to configure where present (default: all of them).
+    #[serde(default = "all_runtimes")]
+    #[schemars(length(min = 1, max = 3))]
+    #[x_kube(validation = Rule::new("self.all(r, self.exists_one(s, s == r))").message("nodes.runtimes lists a runtime twice; list each of containerd, crio and docker at most once"))]
+    pub runtimes: Vec<Runtime>,
+}
+
+impl Default for NodeSelection {
+    fn default() -> Self {
+        NodeSelection {
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            runtimes: all_runtimes(),
+        }
+    }
+}
+
+/// Status of the node configuration a resource asks for.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodesStatus {
+    /// Selected nodes whose agent reports the current configuration in place.
+    pub configured: i32,
+    /// Nodes the resource selects.
+    pub total: i32,
+    /// `configured/total`, for `kubectl get`.
+    pub summary: String,
+    /// Selected nodes that do not carry the current configuration, and why (at most 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<NodeProblem>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeProblem {
+    pub node: String,
+    pub message: String,
+}

@@ -2,19 +2,20 @@
 //! Rust types. `dockyard crd` prints them; `crds/` is generated from that output.
 
 mod common;
+mod mirror;
 mod registry;
 
 use kube::CustomResourceExt;
 
 pub use common::*;
+pub use mirror::*;
 pub use registry::*;
 
 pub const GROUP: &str = "dockyard.dev";
 
 /// Every CRD this operator serves, as one multi-document YAML stream.
 pub fn all_yaml() -> Result<String, serde_yaml::Error> {
-    // RegistryMirror joins this list when it lands.
-    let crds = vec![Registry::crd()];
+    let crds = vec![Registry::crd(), RegistryMirror::crd()];
     let mut out = String::new();
     for crd in &crds {
         out.push_str("---\n");

@@ -7,7 +7,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{LocalObjectRef, PodOptions, SecretKeyRef, ServiceSpec, TlsSpec};
+use super::common::{
+    LocalObjectRef, NodeSelection, NodesStatus, PodOptions, SecretKeyRef, ServiceSpec, TlsSpec,
+};
 
 /// A private container registry served by Dockyard.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -43,6 +45,14 @@ pub struct RegistrySpec {
     pub service: ServiceSpec,
     #[serde(default)]
     pub pull_secrets: PullSecretsSpec,
+    /// Make the selected nodes' container runtimes trust this registry's CA, so pods can run
+    /// images named `<status.endpoint>/team/app:1` (its ClusterIP, which kube-proxy makes
+    /// reachable from every node). Needs the chart's node agent.
+    #[serde(default)]
+    pub node_trust: bool,
+    /// Which nodes (and runtimes) `nodeTrust` configures; every node by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeSelection>,
     /// Registry image; defaults to the operator's own image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
@@ -206,4 +216,7 @@ pub struct RegistryStatus {
     /// Secret holding the CA that signs the serving certificate (`ca.crt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret: Option<String>,
+    /// With `nodeTrust`: how many selected nodes trust the registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodesStatus>,
 }

@@ -1,18 +1,18 @@
 //! Secret material a Registry needs, derived from the desired state and what already
 //! exists, so that nothing changes when nothing needs to: bcrypt hashes are reused while
-//! they still verify the password, the pull user's password is generated once, the CA is
-//! created once and never replaced, and serving certificates are renewed only when their
-//! names change or a third of their lifetime remains.
+//! they still verify the password, the pull user's password is generated once, and the TLS
+//! material is `common::tls`'s (the CA created once, the serving certificate renewed only
+//! when needed).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use super::addresses::Addresses;
 use super::validate::{Desired, PULL_USER, UserSource};
-use crate::operator::crd::TlsMode;
-use crate::operator::pki::{self, CaBundle, PkiError, ServingCert};
+use crate::operator::common::Addresses;
+use crate::operator::common::tls::{self, ExistingTls, SelfSigned};
+use crate::operator::pki::PkiError;
 
 /// bcrypt cost of generated entries.
 pub const BCRYPT_COST: u32 = 10;
@@ -23,18 +23,7 @@ pub struct Existing {
     /// The current managed htpasswd file.
     pub htpasswd: Option<String>,
     pub pull_password: Option<String>,
-    pub ca: Option<CaBundle>,
-    /// The CA Secret exists but does not hold a usable CA.
-    pub ca_damaged: bool,
-    pub serving: Option<ExistingServing>,
-}
-
-/// A serving certificate and the facts recorded next to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExistingServing {
-    pub cert: ServingCert,
-    /// The SANs it was issued for, as recorded in the Secret's annotation.
-    pub sans: String,
+    pub tls: ExistingTls,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,11 +32,7 @@ pub struct Materials {
     pub htpasswd: Option<String>,
     pub pull_password: String,
     /// For `selfSigned`: the CA and the serving certificate.
-    pub self_signed: Option<(CaBundle, ServingCert, String)>,
-}
-
-pub fn ca_common_name(d: &Desired) -> String {
-    format!("Dockyard CA {}/{}", d.namespace, d.name)
+    pub self_signed: Option<SelfSigned>,
 }
 
 /// Passwords already checked against a bcrypt hash, so reconciles that change nothing skip
@@ -131,37 +116,7 @@ pub fn prepare(
             UserSource::Passwords(_) => reused,
         }
     });
-    let self_signed = match &d.tls {
-        TlsMode::SelfSigned(opts) => {
-            let ca_name = ca_common_name(d);
-            // A CA is created once; a damaged one is reported, never silently replaced,
-            // because clients and nodes trust it.
-            let ca = match (&existing.ca, existing.ca_damaged) {
-                (Some(ca), _) => ca.clone(),
-                (None, true) => return Err(PkiError::DamagedCa),
-                (None, false) => pki::new_ca(&ca_name, now)?,
-            };
-            let sans = addresses.sans_record();
-            let fresh = existing.serving.as_ref().filter(|s| {
-                s.sans == sans
-                    && existing.ca.is_some()
-                    && !pki::needs_renewal(s.cert.not_after, opts.validity_days, now)
-            });
-            let serving = match fresh {
-                Some(s) => s.cert.clone(),
-                None => pki::issue_serving(
-                    &ca,
-                    &ca_name,
-                    &addresses.san_dns(),
-                    &addresses.san_ips(),
-                    opts.validity_days,
-                    now,
-                )?,
-            };
-            Some((ca, serving, sans))
-        }
-        _ => None,
-    };
+    let self_signed = tls::prepare(&d.workload, addresses, &existing.tls, now)?;
     Ok(Materials {
         htpasswd,
         pull_password,

@@ -6,7 +6,6 @@
 //! certificate and the pull Secrets. Status is computed from the objects as apply returned
 //! them, never from a read made before the apply.
 
-mod addresses;
 mod apply;
 pub mod build;
 mod fetch;
@@ -19,13 +18,14 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::{Resource, ResourceExt};
 
-use super::crd::{Registry, RegistryStatus, TlsMode};
+use super::common::status::{self as common_status, Outcome, publish_on};
+use super::common::{Addresses, status::claim_grace_left};
+use super::crd::Registry;
 use super::metrics::KindLabels;
 use super::{Context, Error};
-use addresses::Addresses;
 use validate::Invalid;
 
 /// Reconciles one Registry; a success resets its retry delay.
@@ -50,7 +50,6 @@ pub async fn reconcile(registry: Arc<Registry>, ctx: Arc<Context>) -> Result<Act
 async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
     let client = &ctx.client;
     let namespace = registry.namespace().ok_or(Error::NoNamespace)?;
-    let name = registry.name_any();
     if registry.meta().deletion_timestamp.is_some() {
         // Owner references remove the rest; pull Secrets elsewhere are ours to delete.
         let uid = registry.uid().unwrap_or_default();
@@ -58,21 +57,23 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
         apply::sync_finalizer(client, registry, &namespace, false).await?;
         return Ok(Action::await_change());
     }
-    let observed = fetch::fetch(client, registry, &namespace, &name).await?;
-    let desired = match validate::validate(registry, &observed.secrets, &ctx.image) {
+    let secrets = fetch::referenced(client, registry, &namespace).await?;
+    let desired = match validate::validate(registry, &secrets, &ctx.image) {
         Ok(d) => d,
-        Err(invalid) => return report_invalid(ctx, registry, &namespace, invalid).await,
+        Err(invalid) => return report_invalid(ctx, registry, invalid).await,
     };
+    let w = &desired.workload;
+    let existing = fetch::existing(client, w).await?;
     let foreign = desired.pull_namespaces.iter().any(|ns| ns != &namespace);
     if foreign {
         apply::sync_finalizer(client, registry, &namespace, true).await?;
     }
-    let service = apply::apply(client, &build::service(&desired)).await?;
-    let addresses = Addresses::of(&desired, &service);
+    let service = super::common::apply::apply(client, &build::service(&desired)).await?;
+    let addresses = Addresses::of(w, &service);
     let now = Timestamp::now().as_second();
     // bcrypt and key generation are CPU work: keep them off the async workers.
     let prepared = tokio::task::block_in_place(|| {
-        materials::prepare(&desired, &addresses, &observed.existing, now, &ctx.verified)
+        materials::prepare(&desired, &addresses, &existing, now, &ctx.verified)
     });
     let materials = match prepared {
         Ok(m) => m,
@@ -81,7 +82,7 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
                 reason: "CertificateError",
                 message: e.to_string(),
             };
-            return report_invalid(ctx, registry, &namespace, invalid).await;
+            return report_invalid(ctx, registry, invalid).await;
         }
     };
     let children = build::build(&desired, &addresses, &materials);
@@ -89,36 +90,26 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
     if !foreign {
         apply::sync_finalizer(client, registry, &namespace, false).await?;
     }
-    let warning = match applied.certificate {
-        apply::CertificateOutcome::Missing => Some((
-            "CertManagerNotInstalled",
-            "tls.certManager needs cert-manager, but its Certificate resource (cert-manager.io/v1) is not installed in this cluster".to_owned(),
-        )),
-        _ => None,
-    };
-    let ca_secret = match desired.tls {
-        TlsMode::SelfSigned(_) => Some(build::ca_name(&desired)),
-        TlsMode::CertManager(_) => Some(build::tls_name(&desired)),
-        TlsMode::Secret(ref secret) => Some(secret.clone()),
-        TlsMode::Disabled => None,
-    };
-    let pods = fetch::pods(client, &namespace, &build::children_selector(&desired)).await?;
+    let pods = fetch::pods(client, &namespace, &w.children_selector()).await?;
     let now = Timestamp::now();
-    let outcome = status::Outcome::Applied {
+    let outcome = Outcome::Applied {
         deployment: &applied.deployment,
+        wanted: w.replicas,
         endpoint: addresses.endpoint(),
-        ca_secret,
-        warning,
-        waiting: status::waiting(&applied.volume, &pods, now),
+        warning: applied.certificate.warning(),
+        waiting: common_status::waiting(&applied.volume, &pods, now),
     };
-    let next = status::compute(registry, &outcome, now);
-    if let Some((type_, reason, note)) = transition(registry, &next) {
+    let next = status::compute(registry, &outcome, w.ca_secret(), None, now);
+    let before = registry.status.as_ref().map(|s| &s.conditions[..]);
+    if let Some((type_, reason, note)) =
+        common_status::transition(before.unwrap_or_default(), &next.conditions)
+    {
         publish(&ctx.recorder, registry, type_, reason, note).await;
     }
-    status::write(client, registry, &namespace, next).await?;
+    common_status::write(client, registry, registry.status.as_ref(), &next).await?;
     // A claim still in its grace is looked at again when the grace ends (its binding, if it
     // comes first, triggers a reconcile of its own).
-    let recheck = status::claim_grace_left(&applied.volume, now)
+    let recheck = claim_grace_left(&applied.volume, now)
         .map_or(Duration::from_secs(3600), |left| {
             left + Duration::from_secs(1)
         });
@@ -130,14 +121,13 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
 async fn report_invalid(
     ctx: &Context,
     registry: &Registry,
-    namespace: &str,
     invalid: Invalid,
 ) -> Result<Action, Error> {
-    let outcome = status::Outcome::Invalid {
+    let outcome = Outcome::Invalid {
         reason: invalid.reason,
         message: invalid.message.clone(),
     };
-    let next = status::compute(registry, &outcome, Timestamp::now());
+    let next = status::compute(registry, &outcome, None, None, Timestamp::now());
     publish(
         &ctx.recorder,
         registry,
@@ -146,50 +136,8 @@ async fn report_invalid(
         invalid.message,
     )
     .await;
-    status::write(&ctx.client, registry, namespace, next).await?;
+    common_status::write(&ctx.client, registry, registry.status.as_ref(), &next).await?;
     Ok(Action::requeue(Duration::from_secs(300)))
-}
-
-/// The Event to publish when Ready or Degraded changes, or when the rollout starts waiting
-/// for something outside the operator (an unschedulable pod, an unbound claim).
-fn transition(
-    registry: &Registry,
-    next: &RegistryStatus,
-) -> Option<(EventType, &'static str, String)> {
-    let status_of = |s: Option<&RegistryStatus>, t: &str| {
-        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == t))
-            .map(|c| (c.status.clone(), c.message.clone()))
-    };
-    let before = registry.status.as_ref();
-    let ready = status_of(Some(next), "Ready");
-    let degraded = status_of(Some(next), "Degraded");
-    if let Some((s, message)) = &degraded
-        && s == "True"
-        && status_of(before, "Degraded").map(|p| p.0) != Some(s.clone())
-    {
-        return Some((EventType::Warning, "Degraded", message.clone()));
-    }
-    if let Some((s, message)) = &ready
-        && s == "True"
-        && status_of(before, "Ready").map(|p| p.0) != Some(s.clone())
-    {
-        return Some((EventType::Normal, "Ready", message.clone()));
-    }
-    let reason_of = |s: Option<&RegistryStatus>| {
-        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.reason.clone())
-    };
-    let reason = reason_of(Some(next))?;
-    let waiting = status::WAITING_REASONS
-        .into_iter()
-        .find(|r| *r == reason && reason_of(before).as_deref() != Some(r))?;
-    let message = ready.map(|r| r.1).unwrap_or_default();
-    let type_ = if waiting == "Unschedulable" {
-        EventType::Warning
-    } else {
-        EventType::Normal
-    };
-    Some((type_, waiting, message))
 }
 
 async fn publish(
@@ -200,26 +148,6 @@ async fn publish(
     note: String,
 ) {
     publish_on(recorder, &registry.object_ref(&()), type_, reason, note).await;
-}
-
-/// Publishes an Event about `object`; a failure is logged, never fatal.
-pub async fn publish_on(
-    recorder: &Recorder,
-    object: &k8s_openapi::api::core::v1::ObjectReference,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, object).await {
-        tracing::warn!(error = %e, "cannot publish event");
-    }
 }
 
 /// Retries a failed reconcile after a delay that doubles with each consecutive failure

@@ -5,32 +5,27 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
-use crate::operator::crd::{
-    AccessRuleSpec, FilesystemStorage, PodOptions, Registry, SecretKeyRef, ServiceSpec, TlsMode,
-};
+use crate::operator::common::Workload;
+pub use crate::operator::common::validate::{Invalid, invalid, secret_value};
+use crate::operator::crd::{AccessRuleSpec, Registry, SecretKeyRef, TlsMode};
 
 /// The user the operator manages for pull Secrets.
 pub const PULL_USER: &str = "dockyard-pull";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
-    pub name: String,
-    pub namespace: String,
-    pub owner: OwnerReference,
-    pub replicas: i32,
-    pub image: String,
-    pub storage: FilesystemStorage,
+    /// Name, owner, image, replicas, Service, TLS, claim and pod options.
+    pub workload: Workload,
     pub delete_enabled: bool,
     pub auth: Option<AuthPlan>,
-    pub tls: TlsMode,
-    pub service: ServiceSpec,
     pub pull_namespaces: Vec<String>,
     pub pull_secret_name: String,
-    pub pod: PodOptions,
 }
+
+/// The `app.kubernetes.io/name` of a Registry's children.
+pub const APP: &str = "dockyard-registry";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthPlan {
@@ -46,61 +41,6 @@ pub enum UserSource {
     Passwords(Vec<(String, String)>),
     /// A complete htpasswd file from the user's Secret.
     File(String),
-}
-
-/// Why the Registry cannot be reconciled as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    pub reason: &'static str,
-    pub message: String,
-}
-
-fn invalid(reason: &'static str, message: String) -> Invalid {
-    Invalid { reason, message }
-}
-
-/// Reads `key` of the Secret `r.name` from the fetched Secrets.
-fn secret_value(
-    secrets: &BTreeMap<String, Secret>,
-    r: &SecretKeyRef,
-    what: &str,
-) -> Result<String, Invalid> {
-    let secret = secrets.get(&r.name).ok_or_else(|| {
-        invalid(
-            "SecretNotFound",
-            format!(
-                "{what}: Secret {:?} does not exist in this namespace",
-                r.name
-            ),
-        )
-    })?;
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&r.key))
-        .map(|b| b.0.clone())
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(&r.key))
-                .map(|s| s.clone().into_bytes())
-        })
-        .ok_or_else(|| {
-            invalid(
-                "SecretKeyNotFound",
-                format!("{what}: Secret {:?} has no key {:?}", r.name, r.key),
-            )
-        })?;
-    String::from_utf8(bytes).map_err(|_| {
-        invalid(
-            "SecretNotText",
-            format!(
-                "{what}: key {:?} of Secret {:?} is not UTF-8 text",
-                r.key, r.name
-            ),
-        )
-    })
 }
 
 /// Checks the Registry against the Secrets it refers to (`secrets`, by name).
@@ -138,17 +78,23 @@ pub fn validate(
         }
     }
     Ok(Desired {
-        owner,
-        replicas: spec.replicas,
-        image: spec
-            .image
-            .clone()
-            .unwrap_or_else(|| default_image.to_owned()),
-        storage: spec.storage.filesystem.clone().unwrap_or_default(),
+        workload: Workload {
+            name: name.clone(),
+            namespace,
+            owner,
+            app: APP,
+            image: spec
+                .image
+                .clone()
+                .unwrap_or_else(|| default_image.to_owned()),
+            replicas: spec.replicas,
+            service: spec.service.clone(),
+            tls: spec.tls.mode(),
+            storage: spec.storage.filesystem.clone().unwrap_or_default(),
+            pod: spec.pod.clone(),
+        },
         delete_enabled: spec.storage.delete_enabled,
         auth,
-        tls: spec.tls.mode(),
-        service: spec.service.clone(),
         pull_namespaces: {
             let mut ns = spec.pull_secrets.namespaces.clone();
             ns.sort();
@@ -160,9 +106,6 @@ pub fn validate(
             .secret_name
             .clone()
             .unwrap_or_else(|| format!("{name}-pull")),
-        pod: spec.pod.clone(),
-        name,
-        namespace,
     })
 }
 

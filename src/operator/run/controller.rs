@@ -168,7 +168,7 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) {
         "the operator cannot read this Registry, so nothing is reconciled until it is fixed: {}",
         invalid.error
     );
-    registry::publish_on(
+    crate::operator::common::status::publish_on(
         &ctx.recorder,
         &object,
         EventType::Warning,

@@ -4,16 +4,13 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{CONTAINER_PORT, owned};
+use crate::operator::common::pod::{CONTAINER_PORT, DATA_DIR, TLS_DIR};
 use crate::operator::crd::TlsMode;
 use crate::operator::registry::validate::{Desired, PULL_USER};
 
-/// Where files are mounted in the registry pod.
-pub const CONFIG_DIR: &str = "/etc/dockyard/config";
-pub const CONFIG_PATH: &str = "/etc/dockyard/config/config.yml";
-pub const HTPASSWD_PATH: &str = "/etc/dockyard/auth/htpasswd";
-pub const TLS_DIR: &str = "/etc/dockyard/tls";
-pub const DATA_DIR: &str = "/var/lib/registry";
+/// Where the htpasswd Secret is mounted in the registry pod.
+pub const HTPASSWD_DIR: &str = "/etc/dockyard/auth";
+const HTPASSWD_PATH: &str = "/etc/dockyard/auth/htpasswd";
 
 /// The config file the registry pods read.
 pub fn config_yaml(d: &Desired) -> String {
@@ -26,7 +23,7 @@ pub fn config_yaml(d: &Desired) -> String {
         },
         "http": { "addr": format!(":{CONTAINER_PORT}") },
     });
-    if !matches!(d.tls, TlsMode::Disabled) {
+    if !matches!(d.workload.tls, TlsMode::Disabled) {
         config["http"]["tls"] = json!({
             "certificate": format!("{TLS_DIR}/tls.crt"),
             "key": format!("{TLS_DIR}/tls.key"),
@@ -35,7 +32,7 @@ pub fn config_yaml(d: &Desired) -> String {
     if let Some(auth) = &d.auth {
         // The generated pull-Secret user may pull and nothing else, whatever the rules say.
         let mut section = json!({
-            "htpasswd": { "realm": format!("{}/{}", d.namespace, d.name), "path": HTPASSWD_PATH },
+            "htpasswd": { "realm": format!("{}/{}", d.workload.namespace, d.workload.name), "path": HTPASSWD_PATH },
             "pullonly": [PULL_USER],
         });
         if !auth.anonymous_pull.is_empty() {
@@ -58,7 +55,7 @@ pub fn config_yaml(d: &Desired) -> String {
 
 pub fn build(d: &Desired) -> ConfigMap {
     ConfigMap {
-        metadata: owned(d, super::config_name(d)),
+        metadata: d.workload.owned(d.workload.config_name()),
         data: Some([("config.yml".to_owned(), config_yaml(d))].into()),
         ..ConfigMap::default()
     }

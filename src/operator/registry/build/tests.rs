@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::*;
-use crate::operator::registry::addresses::Addresses;
+use crate::operator::common::Addresses;
+use crate::operator::common::tls::{ExistingServing, ExistingTls, SelfSigned};
 use crate::operator::registry::materials::{Existing, prepare};
 use crate::operator::registry::validate::tests::{registry, secret};
 use crate::operator::registry::validate::{Desired, validate};
@@ -21,7 +22,7 @@ fn desired(spec: serde_json::Value, secrets: &[(&str, &[(&str, &str)])]) -> Desi
 fn at(d: &Desired, cluster_ip: &str) -> Addresses {
     let mut applied = service(d);
     applied.spec.as_mut().unwrap().cluster_ip = Some(cluster_ip.to_owned());
-    Addresses::of(d, &applied)
+    Addresses::of(&d.workload, &applied)
 }
 
 /// Children of `d` at 10.96.0.5 with fresh materials.
@@ -240,21 +241,26 @@ fn nothing_changes_when_nothing_changed() {
     );
     let a = at(&d, "10.96.0.9");
     let first = prepare(&d, &a, &Existing::default(), NOW, &Default::default()).unwrap();
-    let (ca, serving, sans) = first.self_signed.clone().unwrap();
+    let SelfSigned { ca, serving, sans } = first.self_signed.clone().unwrap();
     assert!(sans.ends_with(",10.96.0.9"), "{sans}");
     let existing = Existing {
         htpasswd: first.htpasswd.clone(),
         pull_password: Some(first.pull_password.clone()),
-        ca: Some(ca),
-        ca_damaged: false,
-        serving: Some(crate::operator::registry::materials::ExistingServing {
-            cert: serving,
-            sans,
-        }),
+        tls: ExistingTls {
+            ca: Some(ca),
+            ca_damaged: false,
+            serving: Some(ExistingServing {
+                cert: serving,
+                sans,
+            }),
+        },
     };
     let damaged = Existing {
-        ca: None,
-        ca_damaged: true,
+        tls: ExistingTls {
+            ca: None,
+            ca_damaged: true,
+            serving: existing.tls.serving.clone(),
+        },
         ..existing.clone()
     };
     assert!(matches!(
@@ -267,10 +273,13 @@ fn nothing_changes_when_nothing_changed() {
     let moved = at(&d, "10.96.0.10");
     let renewed = prepare(&d, &moved, &existing, NOW + 3600, &Default::default()).unwrap();
     assert_eq!(
-        renewed.self_signed.as_ref().unwrap().0,
-        first.self_signed.as_ref().unwrap().0
+        renewed.self_signed.as_ref().unwrap().ca,
+        first.self_signed.as_ref().unwrap().ca
     );
-    assert_ne!(renewed.self_signed.unwrap().1, first.self_signed.unwrap().1);
+    assert_ne!(
+        renewed.self_signed.unwrap().serving,
+        first.self_signed.unwrap().serving
+    );
 }
 
 #[test]

@@ -38,19 +38,19 @@ fn defaults_give_an_open_self_signed_registry_on_a_volume() {
     let d = validate(&registry(serde_json::json!({})), &BTreeMap::new(), "img:1").unwrap();
     assert_eq!(
         (
-            d.name.as_str(),
-            d.namespace.as_str(),
-            d.replicas,
-            d.image.as_str()
+            d.workload.name.as_str(),
+            d.workload.namespace.as_str(),
+            d.workload.replicas,
+            d.workload.image.as_str()
         ),
         ("reg", "team", 1, "img:1")
     );
-    assert_eq!(d.storage.size.0, "10Gi");
+    assert_eq!(d.workload.storage.size.0, "10Gi");
     assert!(d.auth.is_none());
-    assert!(matches!(d.tls, TlsMode::SelfSigned(_)));
+    assert!(matches!(d.workload.tls, TlsMode::SelfSigned(_)));
     assert_eq!(d.pull_secret_name, "reg-pull");
-    assert_eq!(d.owner.uid, "uid-1");
-    assert_eq!(d.owner.controller, Some(true));
+    assert_eq!(d.workload.owner.uid, "uid-1");
+    assert_eq!(d.workload.owner.controller, Some(true));
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Where nodes and clients reach a Registry, read back from the Service as the API server
+//! Where nodes and clients reach a workload (a Registry's or a mirror's), read back from the Service as the API server
 //! stored it (pure). Nodes resolve names with the host's resolver, not cluster DNS, so the
 //! allocated ClusterIP (and a load balancer's address, once it has one, and the spec's
 //! `service.externalHosts` on the NodePort or the Service port) must appear in the serving
@@ -8,10 +8,10 @@ use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
 
-use super::validate::Desired;
+use super::Workload;
 use crate::operator::crd::ServiceType;
 
-/// The names and addresses of a Registry's Service.
+/// The names and addresses of a workload's Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Addresses {
     /// The Service port every address is reached on.
@@ -27,8 +27,8 @@ pub struct Addresses {
     pub external: Vec<(String, i32)>,
 }
 
-/// The in-cluster DNS names of the Registry's Service.
-pub fn service_dns_names(d: &Desired) -> Vec<String> {
+/// The in-cluster DNS names of the workload's Service.
+pub fn service_dns_names(d: &Workload) -> Vec<String> {
     let (n, ns) = (&d.name, &d.namespace);
     vec![
         n.clone(),
@@ -39,8 +39,8 @@ pub fn service_dns_names(d: &Desired) -> Vec<String> {
 }
 
 impl Addresses {
-    /// The addresses of `service` (as returned by its apply) for the Registry `d`.
-    pub fn of(d: &Desired, service: &Service) -> Addresses {
+    /// The addresses of `service` (as returned by its apply) for the workload `d`.
+    pub fn of(d: &Workload, service: &Service) -> Addresses {
         let cluster_ip = service
             .spec
             .as_ref()
@@ -194,7 +194,7 @@ mod tests {
 
     fn addresses(spec: serde_json::Value, service: serde_json::Value) -> Addresses {
         let d = validate(&registry(spec), &Default::default(), "img").unwrap();
-        Addresses::of(&d, &serde_json::from_value(service).unwrap())
+        Addresses::of(&d.workload, &serde_json::from_value(service).unwrap())
     }
 
     #[test]

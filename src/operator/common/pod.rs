@@ -1,6 +1,8 @@
-//! The registry Deployment: the operator's image running `dockyard serve`, production
+//! The workload's Deployment: the operator's image running `dockyard serve`, production
 //! shaped (non-root, read-only root filesystem, no capabilities, RuntimeDefault seccomp,
-//! probes), `Recreate` while a ReadWriteOnce volume cannot be shared.
+//! probes), `Recreate` while a ReadWriteOnce volume cannot be shared. Every workload mounts
+//! its config, data claim, a scratch `/tmp` and its TLS Secret; a kind adds its own Secrets
+//! ([`Extra`]).
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
@@ -13,10 +15,24 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::configmap::{CONFIG_DIR, CONFIG_PATH, DATA_DIR, HTPASSWD_PATH, TLS_DIR};
-use super::{CONTAINER_PORT, labels, owned, selector};
+use super::Workload;
 use crate::operator::crd::{AccessMode, TlsMode};
-use crate::operator::registry::validate::Desired;
+
+/// Port the registry container listens on.
+pub const CONTAINER_PORT: i32 = 5000;
+
+/// Where files are mounted in the pod.
+pub const CONFIG_DIR: &str = "/etc/dockyard/config";
+pub const CONFIG_PATH: &str = "/etc/dockyard/config/config.yml";
+pub const TLS_DIR: &str = "/etc/dockyard/tls";
+pub const DATA_DIR: &str = "/var/lib/registry";
+
+/// What a kind adds to the pod: Secrets mounted read-only as whole directories.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// (volume name, Secret name, mount directory).
+    pub secrets: Vec<(String, String, String)>,
+}
 
 /// The path the kubelet probes; `dockyard serve` keeps it out of its access log at info.
 pub const HEALTH_PATH: &str = crate::registry::HEALTH_PATH;
@@ -24,7 +40,8 @@ pub const HEALTH_PATH: &str = crate::registry::HEALTH_PATH;
 /// The unprivileged user the registry runs as (and that owns the volume via fsGroup).
 const RUN_AS: i64 = 65532;
 
-pub fn build(d: &Desired, config_hash: &str) -> Deployment {
+/// The Deployment of `d`, whose config hashes to `config_hash` (a change rolls the pods).
+pub fn deployment(d: &Workload, config_hash: &str, extra: &Extra) -> Deployment {
     let mut annotations = d.pod.pod_annotations.clone();
     annotations.insert(
         "dockyard.dev/config-hash".to_owned(),
@@ -35,11 +52,11 @@ pub fn build(d: &Desired, config_hash: &str) -> Deployment {
         AccessMode::ReadWriteMany => "RollingUpdate",
     };
     Deployment {
-        metadata: owned(d, d.name.clone()),
+        metadata: d.owned(d.name.clone()),
         spec: Some(DeploymentSpec {
             replicas: Some(d.replicas),
             selector: LabelSelector {
-                match_labels: Some(selector(d)),
+                match_labels: Some(d.selector()),
                 ..LabelSelector::default()
             },
             strategy: Some(DeploymentStrategy {
@@ -48,11 +65,11 @@ pub fn build(d: &Desired, config_hash: &str) -> Deployment {
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels(d)),
+                    labels: Some(d.labels()),
                     annotations: Some(annotations),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod(d)),
+                spec: Some(pod(d, extra)),
             },
             ..DeploymentSpec::default()
         }),
@@ -60,10 +77,10 @@ pub fn build(d: &Desired, config_hash: &str) -> Deployment {
     }
 }
 
-fn pod(d: &Desired) -> PodSpec {
+fn pod(d: &Workload, extra: &Extra) -> PodSpec {
     PodSpec {
-        containers: vec![container(d)],
-        volumes: Some(volumes(d)),
+        containers: vec![container(d, extra)],
+        volumes: Some(volumes(d, extra)),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(RUN_AS),
@@ -84,7 +101,7 @@ fn pod(d: &Desired) -> PodSpec {
     }
 }
 
-fn probe(d: &Desired, period: i32) -> Probe {
+fn probe(d: &Workload, period: i32) -> Probe {
     let scheme = if matches!(d.tls, TlsMode::Disabled) {
         "HTTP"
     } else {
@@ -102,7 +119,7 @@ fn probe(d: &Desired, period: i32) -> Probe {
     }
 }
 
-fn container(d: &Desired) -> Container {
+fn container(d: &Workload, extra: &Extra) -> Container {
     let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
         name: name.to_owned(),
         mount_path: path.to_owned(),
@@ -115,12 +132,8 @@ fn container(d: &Desired) -> Container {
         mount("data", DATA_DIR, false),
         mount("tmp", "/tmp", false),
     ];
-    if d.auth.is_some() {
-        mounts.push(mount(
-            "htpasswd",
-            HTPASSWD_PATH.trim_end_matches("/htpasswd"),
-            true,
-        ));
+    for (volume, _, dir) in &extra.secrets {
+        mounts.push(mount(volume, dir, true));
     }
     if !matches!(d.tls, TlsMode::Disabled) {
         mounts.push(mount("tls", TLS_DIR, true));
@@ -168,7 +181,7 @@ fn container(d: &Desired) -> Container {
     }
 }
 
-fn volumes(d: &Desired) -> Vec<Volume> {
+fn volumes(d: &Workload, extra: &Extra) -> Vec<Volume> {
     let secret = |name: &str, secret_name: String| Volume {
         name: name.to_owned(),
         secret: Some(SecretVolumeSource {
@@ -182,7 +195,7 @@ fn volumes(d: &Desired) -> Vec<Volume> {
         Volume {
             name: "config".to_owned(),
             config_map: Some(ConfigMapVolumeSource {
-                name: super::config_name(d),
+                name: d.config_name(),
                 ..ConfigMapVolumeSource::default()
             }),
             ..Volume::default()
@@ -190,7 +203,7 @@ fn volumes(d: &Desired) -> Vec<Volume> {
         Volume {
             name: "data".to_owned(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: super::volume_name(d),
+                claim_name: d.volume_name(),
                 read_only: None,
             }),
             ..Volume::default()
@@ -201,14 +214,14 @@ fn volumes(d: &Desired) -> Vec<Volume> {
             ..Volume::default()
         },
     ];
-    if d.auth.is_some() {
-        volumes.push(secret("htpasswd", super::htpasswd_name(d)));
+    for (volume, secret_name, _) in &extra.secrets {
+        volumes.push(secret(volume, secret_name.clone()));
     }
     match &d.tls {
         TlsMode::Disabled => {}
         TlsMode::Secret(name) => volumes.push(secret("tls", name.clone())),
         TlsMode::SelfSigned(_) | TlsMode::CertManager(_) => {
-            volumes.push(secret("tls", super::tls_name(d)))
+            volumes.push(secret("tls", d.tls_name()))
         }
     }
     volumes

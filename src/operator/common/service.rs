@@ -1,6 +1,6 @@
-//! The Service in front of the registry pods, and the PersistentVolumeClaim holding the
-//! images. The claim has no owner unless `deleteWithRegistry` is set, so deleting a
-//! Registry keeps its images.
+//! The Service in front of a workload's pods, and the PersistentVolumeClaim holding its
+//! images. The claim has no owner unless `deleteWithRegistry` is set, so deleting the
+//! resource keeps its images.
 
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimSpec, Service, ServicePort,
@@ -8,22 +8,21 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{labels, owned, selector};
+use super::Workload;
 use crate::operator::crd::{AccessMode, ServiceType};
-use crate::operator::registry::validate::Desired;
 
-pub fn service(d: &Desired) -> Service {
+pub fn service(d: &Workload) -> Service {
     let type_ = match d.service.type_ {
         ServiceType::ClusterIP => "ClusterIP",
         ServiceType::NodePort => "NodePort",
         ServiceType::LoadBalancer => "LoadBalancer",
     };
     Service {
-        metadata: owned(d, d.name.clone()),
+        metadata: d.owned(d.name.clone()),
         spec: Some(K8sServiceSpec {
             type_: Some(type_.to_owned()),
             cluster_ip: d.service.cluster_ip.clone(),
-            selector: Some(selector(d)),
+            selector: Some(d.selector()),
             ports: Some(vec![ServicePort {
                 name: Some("registry".to_owned()),
                 port: d.service.port,
@@ -37,12 +36,11 @@ pub fn service(d: &Desired) -> Service {
     }
 }
 
-pub fn volume(d: &Desired) -> PersistentVolumeClaim {
-    let mut metadata = owned(d, super::volume_name(d));
+pub fn volume(d: &Workload) -> PersistentVolumeClaim {
+    let mut metadata = d.owned(d.volume_name());
     if !d.storage.delete_with_registry {
         metadata.owner_references = None;
     }
-    metadata.labels = Some(labels(d));
     let access = match d.storage.access_mode {
         AccessMode::ReadWriteOnce => "ReadWriteOnce",
         AccessMode::ReadWriteMany => "ReadWriteMany",

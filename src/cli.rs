@@ -80,7 +80,8 @@ struct OperatorArgs {
     /// Name of the leader-election Lease.
     #[arg(long, env = "DOCKYARD_LEASE_NAME", default_value = "dockyard-operator")]
     lease_name: String,
-    /// Namespace of the leader-election Lease (the chart passes the pod's namespace).
+    /// The operator's namespace: its leader-election Lease, the node plans and the node
+    /// agents' reports live there (the chart passes the pod's namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
     /// How long the Lease stays valid after its holder's last renewal; the longest a standby
@@ -153,6 +154,7 @@ impl OperatorArgs {
             namespace: namespace.filter(|n| !n.is_empty()),
             metrics_addr,
             identity: run::identity(identity),
+            node_namespace: lease_namespace.clone(),
             leader_election: leader_election.then_some(LeaderElection {
                 lease_name,
                 lease_namespace,

@@ -105,6 +105,7 @@ async fn the_generated_pod_serves_pushes_and_pulls_over_tls() {
             controller: MANAGER.into(),
             instance: None,
         },
+        "dockyard-system".into(),
     ));
     let registries: Api<Registry> = Api::namespaced(client.clone(), "team");
     for _ in 0..2 {

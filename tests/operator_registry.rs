@@ -41,6 +41,7 @@ async fn context(kube: &KubeApi) -> Arc<Context> {
             controller: MANAGER.into(),
             instance: None,
         },
+        "default".into(),
     ))
 }
 

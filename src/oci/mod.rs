@@ -3,11 +3,13 @@
 //! No IO lives here; every layer above may use it.
 
 pub mod digest;
+pub mod host;
 pub mod manifest;
 pub mod name;
 pub mod path;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use host::{HostError, validate_host};
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest};
 pub use name::{NameError, Reference, RepoName, Tag};
 pub use path::{Route, RouteError};

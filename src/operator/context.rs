@@ -22,6 +22,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub backoff: Backoff,
     pub verified: super::registry::materials::VerifiedHashes,
+    /// Where node plans and the node agents' reports live: the operator's own namespace.
+    pub node_namespace: String,
 }
 
 impl Context {
@@ -31,6 +33,7 @@ impl Context {
         image: String,
         metrics: Arc<Metrics>,
         reporter: Reporter,
+        node_namespace: String,
     ) -> Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
@@ -39,6 +42,7 @@ impl Context {
             metrics,
             backoff: Backoff::default(),
             verified: Default::default(),
+            node_namespace,
         }
     }
 }

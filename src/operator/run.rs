@@ -35,6 +35,8 @@ pub struct Settings {
     pub identity: String,
     /// `None` runs the controller unconditionally (a single replica).
     pub leader_election: Option<LeaderElection>,
+    /// The operator's own namespace, where node plans and node reports live.
+    pub node_namespace: String,
 }
 
 /// Where the Lease lives and how long a holder keeps it without renewing.
@@ -102,6 +104,7 @@ pub async fn run(
         metrics_addr,
         identity,
         leader_election,
+        node_namespace,
     } = settings;
     if let Some(election) = &leader_election
         && (election.grace_seconds == 0 || election.grace_seconds >= election.duration_seconds)
@@ -147,7 +150,13 @@ pub async fn run(
                 controller: MANAGER.into(),
                 instance: Some(identity.clone()),
             };
-            let ctx = Arc::new(Context::new(client.clone(), image, metrics, reporter));
+            let ctx = Arc::new(Context::new(
+                client.clone(),
+                image,
+                metrics,
+                reporter,
+                node_namespace,
+            ));
             let run = Running {
                 ctx,
                 namespace,

@@ -137,3 +137,46 @@ where
         Err(e) => Err(e.into()),
     }
 }
+
+/// Adds or removes each of `finalizers` on `object` so each is present exactly when wanted,
+/// in one patch; returns the patched object, if a patch was needed.
+pub async fn sync_finalizers<K>(
+    client: &kube::Client,
+    object: &K,
+    finalizers: &[(&str, bool)],
+) -> Result<Option<K>, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let current = object.finalizers();
+    let mut next: Vec<String> = current
+        .iter()
+        .filter(|f| !finalizers.iter().any(|(name, wanted)| f == name && !wanted))
+        .cloned()
+        .collect();
+    for (name, wanted) in finalizers {
+        if *wanted && !next.iter().any(|f| f == name) {
+            next.push((*name).to_owned());
+        }
+    }
+    if next == current {
+        return Ok(None);
+    }
+    let namespace = object.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<K> = Api::namespaced(client.clone(), &namespace);
+    // A merge patch with the resourceVersion fails on a concurrent change instead of losing it.
+    let patch = serde_json::json!({
+        "metadata": { "finalizers": next, "resourceVersion": object.resource_version() }
+    });
+    let patched = api
+        .patch(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(Some(patched))
+}

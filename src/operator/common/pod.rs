@@ -32,6 +32,8 @@ pub const DATA_DIR: &str = "/var/lib/registry";
 pub struct Extra {
     /// (volume name, Secret name, mount directory).
     pub secrets: Vec<(String, String, String)>,
+    /// The config directory is a Secret (it holds credentials), not a ConfigMap.
+    pub config_in_secret: bool,
 }
 
 /// The path the kubelet probes; `dockyard serve` keeps it out of its access log at info.
@@ -192,13 +194,17 @@ fn volumes(d: &Workload, extra: &Extra) -> Vec<Volume> {
         ..Volume::default()
     };
     let mut volumes = vec![
-        Volume {
-            name: "config".to_owned(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: d.config_name(),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
+        if extra.config_in_secret {
+            secret("config", d.config_name())
+        } else {
+            Volume {
+                name: "config".to_owned(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: d.config_name(),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            }
         },
         Volume {
             name: "data".to_owned(),

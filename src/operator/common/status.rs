@@ -126,7 +126,7 @@ pub fn waiting(volume: &PersistentVolumeClaim, pods: &[Pod], now: Timestamp) -> 
     })
 }
 
-fn condition(
+pub fn condition(
     type_: &str,
     ok: bool,
     reason: &str,

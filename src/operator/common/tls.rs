@@ -203,3 +203,19 @@ pub fn certificate_resource() -> ApiResource {
         "Certificate",
     ))
 }
+
+/// The CA (PEM) nodes must trust for `w`, when it is not self-signed: `ca.crt` of the
+/// user's Secret, or of the Secret cert-manager writes (absent for a publicly trusted
+/// issuer, or until the certificate is issued).
+pub async fn fetch_ca(secrets: &Api<Secret>, w: &Workload) -> Result<Option<String>, Error> {
+    let name = match &w.tls {
+        TlsMode::Secret(name) => name.clone(),
+        TlsMode::CertManager(_) => w.tls_name(),
+        TlsMode::SelfSigned(_) | TlsMode::Disabled => return Ok(None),
+    };
+    Ok(secrets
+        .get_opt(&name)
+        .await?
+        .and_then(|s| text(&s, "ca.crt"))
+        .filter(|pem| pem.contains("-----BEGIN CERTIFICATE-----")))
+}

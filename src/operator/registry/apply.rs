@@ -5,7 +5,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 
 use super::build::{self, Children, PULL_SECRET_LABEL};
 use super::validate::Desired;
@@ -13,7 +13,6 @@ use crate::operator::Error;
 use crate::operator::common::apply::{
     CertificateOutcome, apply, apply_certificate, delete_if_present, remove_stale_children,
 };
-use crate::operator::crd::Registry;
 
 /// Finalizer present while pull Secrets exist outside the Registry's namespace.
 pub const PULL_SECRETS_FINALIZER: &str = "dockyard.dev/pull-secrets";
@@ -89,42 +88,5 @@ pub async fn remove_stale_pull_secrets(
             delete_if_present(&api, &secret.name_any()).await?;
         }
     }
-    Ok(())
-}
-
-/// Adds or removes the pull-Secrets finalizer so it is present exactly when needed.
-pub async fn sync_finalizer(
-    client: &kube::Client,
-    registry: &Registry,
-    namespace: &str,
-    wanted: bool,
-) -> Result<(), Error> {
-    let present = registry
-        .finalizers()
-        .iter()
-        .any(|f| f == PULL_SECRETS_FINALIZER);
-    if present == wanted {
-        return Ok(());
-    }
-    let mut finalizers: Vec<String> = registry
-        .finalizers()
-        .iter()
-        .filter(|f| *f != PULL_SECRETS_FINALIZER)
-        .cloned()
-        .collect();
-    if wanted {
-        finalizers.push(PULL_SECRETS_FINALIZER.to_owned());
-    }
-    let api: Api<Registry> = Api::namespaced(client.clone(), namespace);
-    // A merge patch with the resourceVersion fails on a concurrent change instead of losing it.
-    let patch = serde_json::json!({
-        "metadata": { "finalizers": finalizers, "resourceVersion": registry.resource_version() }
-    });
-    api.patch(
-        &registry.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
     Ok(())
 }

@@ -8,7 +8,7 @@
 
 mod apply;
 pub mod build;
-mod fetch;
+pub(crate) mod fetch;
 pub mod materials;
 mod status;
 pub mod validate;
@@ -21,11 +21,16 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{EventType, Recorder};
 use kube::{Resource, ResourceExt};
 
+use super::common::apply::sync_finalizers;
 use super::common::status::{self as common_status, Outcome, publish_on};
-use super::common::{Addresses, status::claim_grace_left};
+use super::common::{Addresses, status::claim_grace_left, tls};
 use super::crd::Registry;
 use super::metrics::KindLabels;
+use super::nodeplan::{NodePlan, PLAN_FINALIZER, PlanEntry};
+use super::nodes;
 use super::{Context, Error};
+use apply::PULL_SECRETS_FINALIZER;
+use kube::Api;
 use validate::Invalid;
 
 /// Reconciles one Registry; a success resets its retry delay.
@@ -54,7 +59,9 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
         // Owner references remove the rest; pull Secrets elsewhere are ours to delete.
         let uid = registry.uid().unwrap_or_default();
         apply::remove_stale_pull_secrets(client, &uid, &[], "").await?;
-        apply::sync_finalizer(client, registry, &namespace, false).await?;
+        nodes::withdraw(client, &ctx.node_namespace, KIND, &uid).await?;
+        let none = [(PULL_SECRETS_FINALIZER, false), (PLAN_FINALIZER, false)];
+        sync_finalizers(client, registry, &none).await?;
         return Ok(Action::await_change());
     }
     let secrets = fetch::referenced(client, registry, &namespace).await?;
@@ -64,9 +71,20 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
     };
     let w = &desired.workload;
     let existing = fetch::existing(client, w).await?;
+    // Finalizers come before what they guard (pull Secrets in other namespaces, the node
+    // plan), and go only after it is cleaned up.
     let foreign = desired.pull_namespaces.iter().any(|ns| ns != &namespace);
-    if foreign {
-        apply::sync_finalizer(client, registry, &namespace, true).await?;
+    let trust = registry.spec.node_trust;
+    let mut latest = registry.clone();
+    let before = [(PULL_SECRETS_FINALIZER, true), (PLAN_FINALIZER, true)];
+    let adds: Vec<_> = before
+        .into_iter()
+        .zip([foreign, trust])
+        .filter(|(_, wanted)| *wanted)
+        .map(|(f, _)| f)
+        .collect();
+    if let Some(patched) = sync_finalizers(client, &latest, &adds).await? {
+        latest = patched;
     }
     let service = super::common::apply::apply(client, &build::service(&desired)).await?;
     let addresses = Addresses::of(w, &service);
@@ -87,9 +105,23 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
     };
     let children = build::build(&desired, &addresses, &materials);
     let applied = apply::apply_all(client, &desired, &children).await?;
-    if !foreign {
-        apply::sync_finalizer(client, registry, &namespace, false).await?;
-    }
+    let ca_pem = match &materials.self_signed {
+        Some(m) => Some(m.ca.cert_pem.clone()),
+        None => tls::fetch_ca(&Api::namespaced(client.clone(), &namespace), w).await?,
+    };
+    let plan = trust
+        .then(|| node_plan(registry, &desired, &addresses, ca_pem))
+        .flatten();
+    nodes::publish(client, &ctx.node_namespace, KIND, w, plan.as_ref()).await?;
+    let exact = [(PULL_SECRETS_FINALIZER, foreign), (PLAN_FINALIZER, trust)];
+    sync_finalizers(client, &latest, &exact).await?;
+    let node_status = match &plan {
+        Some(plan) => {
+            let (all, reports) = nodes::observe(client, &ctx.node_namespace).await?;
+            Some(nodes::status(plan, &all, &reports, Timestamp::now()))
+        }
+        None => None,
+    };
     let pods = fetch::pods(client, &namespace, &w.children_selector()).await?;
     let now = Timestamp::now();
     let outcome = Outcome::Applied {
@@ -99,7 +131,7 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
         warning: applied.certificate.warning(),
         waiting: common_status::waiting(&applied.volume, &pods, now),
     };
-    let next = status::compute(registry, &outcome, w.ca_secret(), None, now);
+    let next = status::compute(registry, &outcome, w.ca_secret(), node_status, now);
     let before = registry.status.as_ref().map(|s| &s.conditions[..]);
     if let Some((type_, reason, note)) =
         common_status::transition(before.unwrap_or_default(), &next.conditions)
@@ -109,11 +141,51 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
     common_status::write(client, registry, registry.status.as_ref(), &next).await?;
     // A claim still in its grace is looked at again when the grace ends (its binding, if it
     // comes first, triggers a reconcile of its own).
+    // With node trust, an agent that stops reporting is noticed by this timer.
+    let idle = if plan.is_some() { 60 } else { 3600 };
     let recheck = claim_grace_left(&applied.volume, now)
-        .map_or(Duration::from_secs(3600), |left| {
+        .map_or(Duration::from_secs(idle), |left| {
             left + Duration::from_secs(1)
         });
     Ok(Action::requeue(recheck))
+}
+
+pub const KIND: &str = "Registry";
+
+/// What `nodeTrust` asks of the selected nodes: trust the registry's CA at each address
+/// nodes can use (its ClusterIP, reachable from node processes through kube-proxy, and the
+/// spec's external hosts). `None` until the Service has a ClusterIP.
+pub fn node_plan(
+    registry: &Registry,
+    d: &validate::Desired,
+    addresses: &Addresses,
+    ca_pem: Option<String>,
+) -> Option<NodePlan> {
+    addresses.cluster_ip?;
+    let plain_http = matches!(d.workload.tls, crate::operator::crd::TlsMode::Disabled);
+    let scheme = if plain_http { "http" } else { "https" };
+    let selection = registry.spec.nodes.clone().unwrap_or_default();
+    let entries = addresses
+        .hosts()
+        .into_iter()
+        // Nodes resolve names with the host's resolver: cluster DNS names are no use there.
+        .filter(|h| !h.contains(".svc"))
+        .map(|host| PlanEntry {
+            server: Some(format!("{scheme}://{host}")),
+            host,
+            mirror: None,
+            plain_http,
+            ca_pem: ca_pem.clone(),
+            runtimes: selection.runtimes.iter().copied().collect(),
+            fallback: false,
+        })
+        .collect();
+    Some(NodePlan {
+        owner: super::mirror::owner_key(registry),
+        node_selector: selection.node_selector,
+        tolerations: selection.tolerations,
+        entries,
+    })
 }
 
 /// A spec that cannot be reconciled as written: Degraded status and a Warning Event saying

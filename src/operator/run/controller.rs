@@ -1,50 +1,109 @@
-//! The Registry controller's wiring: which objects it watches (owned children by label; every
-//! Secret mapped back to the Registries that name it or whose child it is; the kept claim and
-//! the registry pods by their instance label) and the span each reconcile runs in. `run`
-//! starts one controller per leadership term; the reconcile logic, its metrics and its error
-//! policy live in `operator::registry`.
+//! The controllers' wiring, one per kind (`Registry`, `RegistryMirror`), run side by side:
+//! which objects each watches (owned children by label; every Secret mapped back to the
+//! resources that name it or whose child it is; the kept claim and the workload pods by
+//! their instance label; for node configuration, the Nodes and the node agents' report
+//! Leases) and the span each reconcile runs in. `run` starts them once per leadership term;
+//! the reconcile logic, its metrics and its error policy live in each kind's module.
 //!
-//! Registries are watched through [`DeserializeGuard`]: one stored object that does not fit
+//! Resources are watched through [`DeserializeGuard`]: one stored object that does not fit
 //! the Rust types (an older or hand-loosened CRD let it in) is logged and reported with a
 //! Warning Event, and the others are reconciled as usual instead of the whole watch failing.
 
+use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Secret, Service,
+    ConfigMap, Node, ObjectReference, PersistentVolumeClaim, Pod, Secret, Service,
 };
 use kube::api::ListParams;
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::operator::crd::Registry;
+use crate::operator::common::{INSTANCE_LABEL, MANAGED_BY, NAME_LABEL};
+use crate::operator::crd::{Registry, RegistryMirror};
 use crate::operator::health::{Health, Role};
-use crate::operator::registry::{self, referenced_secrets};
-use crate::operator::{Context, Error};
+use crate::operator::nodeplan::{REPORT_ANNOTATION, REPORT_LABEL};
+use crate::operator::{Context, Error, mirror, registry};
 
 /// The label every child object carries; the owned watches select on it, so the operator
 /// caches its own objects only, never every Deployment or Secret of the cluster.
 pub const MANAGED_BY_SELECTOR: &str = "app.kubernetes.io/managed-by=dockyard";
 
-/// The label naming the Registry a child (or a registry pod) belongs to.
-const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// A kind the operator reconciles.
+pub trait Kind:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// `app.kubernetes.io/name` of its children.
+    const APP: &'static str;
+    /// Names of the Secrets in its namespace its spec refers to.
+    fn referenced_secrets(&self) -> Vec<String>;
+    /// Whether it asks for node configuration (and so depends on Nodes and node reports).
+    fn wants_nodes(&self) -> bool;
+    fn reconcile(object: Arc<Self>, ctx: Arc<Context>)
+    -> BoxFuture<'static, Result<Action, Error>>;
+    fn error_policy(&self, error: &Error, ctx: &Context) -> Action;
+}
 
-/// A Registry as the watch delivers it: typed, or the metadata of one that does not parse.
-type Guarded = DeserializeGuard<Registry>;
+impl Kind for Registry {
+    const APP: &'static str = registry::validate::APP;
+    fn referenced_secrets(&self) -> Vec<String> {
+        registry::referenced_secrets(self)
+    }
+    fn wants_nodes(&self) -> bool {
+        self.spec.node_trust
+    }
+    fn reconcile(
+        object: Arc<Self>,
+        ctx: Arc<Context>,
+    ) -> BoxFuture<'static, Result<Action, Error>> {
+        Box::pin(registry::reconcile(object, ctx))
+    }
+    fn error_policy(&self, error: &Error, ctx: &Context) -> Action {
+        registry::error_policy(self, error, ctx)
+    }
+}
 
-/// Runs the Registry controller until `stop` is cancelled, then lets in-flight reconciles
+impl Kind for RegistryMirror {
+    const APP: &'static str = mirror::validate::APP;
+    fn referenced_secrets(&self) -> Vec<String> {
+        mirror::validate::referenced_secrets(self)
+    }
+    fn wants_nodes(&self) -> bool {
+        self.spec.nodes.enabled
+    }
+    fn reconcile(
+        object: Arc<Self>,
+        ctx: Arc<Context>,
+    ) -> BoxFuture<'static, Result<Action, Error>> {
+        Box::pin(mirror::reconcile(object, ctx))
+    }
+    fn error_policy(&self, error: &Error, ctx: &Context) -> Action {
+        mirror::error_policy(self, error, ctx)
+    }
+}
+
+/// Runs one controller per kind until `stop` is cancelled, then lets in-flight reconciles
 /// finish. Marks the instance [`Role::Leading`] once Registries can be listed.
 pub async fn run(
     ctx: Arc<Context>,
@@ -52,61 +111,132 @@ pub async fn run(
     health: Arc<Health>,
     stop: CancellationToken,
 ) {
-    let client = &ctx.client;
-    let owned = || watcher::Config::default().labels(MANAGED_BY_SELECTOR);
-    let controller = Controller::new(api::<Guarded>(client, namespace), Default::default());
-    let registries = controller.store();
-    // Not `registries.wait_until_ready()`: its one-shot channel keeps a single waker, so a
+    // Not `store.wait_until_ready()`: its one-shot channel keeps a single waker, so a
     // second waiter can leave the controller's own wait (or this one) never woken.
     let ready = tokio::spawn(lead_when_listable(
-        api::<Registry>(client, namespace),
+        api::<Registry>(&ctx.client, namespace),
         health,
         stop.clone(),
     ));
+    futures::join!(
+        run_kind::<Registry>(ctx.clone(), namespace, stop.clone()),
+        run_kind::<RegistryMirror>(ctx.clone(), namespace, stop),
+    );
+    ready.abort();
+    tracing::info!("controllers stopped");
+}
+
+/// Runs the controller of `K`.
+async fn run_kind<K: Kind>(ctx: Arc<Context>, namespace: Option<&str>, stop: CancellationToken) {
+    let client = &ctx.client;
+    let owned = || watcher::Config::default().labels(MANAGED_BY_SELECTOR);
+    let controller = Controller::new(
+        api::<DeserializeGuard<K>>(client, namespace),
+        Default::default(),
+    );
+    let store = controller.store();
+    let for_secrets = store.clone();
+    let for_nodes = store.clone();
+    let for_reports = store;
+    let reports: Api<Lease> = Api::namespaced(client.clone(), &ctx.node_namespace);
+    let seen = SeenReports::default();
     controller
         .owns(api::<Deployment>(client, namespace), owned())
         .owns(api::<Service>(client, namespace), owned())
         .owns(api::<ConfigMap>(client, namespace), owned())
-        // The claim is kept when its Registry goes, so it has no owner reference.
+        // The claim is kept when its resource goes, so it has no owner reference.
         .watches(
             api::<PersistentVolumeClaim>(client, namespace),
             owned(),
-            |claim| instance_of(&claim),
+            |claim| instance_of::<K, _>(&claim),
         )
-        // Registry pods belong to ReplicaSets; the scheduler's verdict is in their status.
+        // Workload pods belong to ReplicaSets; the scheduler's verdict is in their status.
         .watches(api::<Pod>(client, namespace), owned(), |pod| {
-            instance_of(&pod)
+            instance_of::<K, _>(&pod)
         })
         .watches(
             api::<Secret>(client, namespace),
             watcher::Config::default(),
             move |secret| {
-                let typed: Vec<Arc<Registry>> = registries
-                    .state()
-                    .iter()
-                    .filter_map(|r| r.0.as_ref().ok().cloned().map(Arc::new))
-                    .collect();
-                let mut refs: Vec<ObjectRef<Guarded>> = registries_referencing(&secret, &typed)
+                let typed = typed(&for_secrets);
+                let mut refs: Vec<ObjectRef<DeserializeGuard<K>>> = referencing(&secret, &typed)
                     .into_iter()
-                    .map(|r| {
-                        let guarded = ObjectRef::new(&r.name);
-                        match &r.namespace {
-                            Some(ns) => guarded.within(ns),
-                            None => guarded,
-                        }
-                    })
+                    .map(guarded)
                     .collect();
                 // Its own Secrets too, including the CA it keeps without an owner reference.
-                refs.extend(instance_of(&secret));
+                refs.extend(instance_of::<K, _>(&secret));
                 refs
             },
         )
+        // A node joins, leaves or is relabelled: the node counts of everything with nodes.
+        .watches(
+            Api::<Node>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: Node| wanting_nodes(&for_nodes),
+        )
+        // Heartbeats renew the Leases; only a changed report is worth a reconcile (one that
+        // stops renewing is noticed by the periodic requeue).
+        .watches(
+            reports,
+            watcher::Config::default().labels(&format!("{REPORT_LABEL}=true")),
+            move |lease: Lease| {
+                if seen.changed(&lease) {
+                    wanting_nodes(&for_reports)
+                } else {
+                    Vec::new()
+                }
+            },
+        )
         .graceful_shutdown_on(stop.cancelled_owned())
-        .run(reconcile, error_policy, ctx.clone())
+        .run(reconcile::<K>, error_policy::<K>, ctx.clone())
         .for_each(|result| async move { log_outcome(result) })
         .await;
-    ready.abort();
-    tracing::info!("controller stopped");
+    tracing::info!(kind = %K::kind(&()), "controller stopped");
+}
+
+/// The last report seen per node Lease, so that a renewal alone triggers nothing.
+#[derive(Default)]
+struct SeenReports(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl SeenReports {
+    /// Whether `lease` carries a report other than the last one seen for it.
+    fn changed(&self, lease: &Lease) -> bool {
+        let report = lease
+            .annotations()
+            .get(REPORT_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        seen.insert(lease.name_any(), report.clone()).as_ref() != Some(&report)
+    }
+}
+
+/// The typed objects in `store` (those that parse).
+fn typed<K: Kind>(store: &Store<DeserializeGuard<K>>) -> Vec<Arc<K>> {
+    store
+        .state()
+        .iter()
+        .filter_map(|r| r.0.as_ref().ok().cloned().map(Arc::new))
+        .collect()
+}
+
+fn guarded<K: Kind>(r: ObjectRef<K>) -> ObjectRef<DeserializeGuard<K>> {
+    let g = ObjectRef::new(&r.name);
+    match &r.namespace {
+        Some(ns) => g.within(ns),
+        None => g,
+    }
+}
+
+/// Every object in `store` that asks for node configuration.
+fn wanting_nodes<K: Kind>(
+    store: &Store<DeserializeGuard<K>>,
+) -> Vec<ObjectRef<DeserializeGuard<K>>> {
+    typed(store)
+        .into_iter()
+        .filter(|o| o.wants_nodes())
+        .map(|o| guarded(ObjectRef::from_obj(o.as_ref())))
+        .collect()
 }
 
 /// Marks the instance [`Role::Leading`] once a one-item list of Registries succeeds (the CRD
@@ -116,7 +246,7 @@ async fn lead_when_listable(api: Api<Registry>, health: Arc<Health>, stop: Cance
     loop {
         match api.list_metadata(&ListParams::default().limit(1)).await {
             Ok(_) => {
-                tracing::info!("Registries are listable: controller running");
+                tracing::info!("Registries are listable: controllers running");
                 health.set(Role::Leading);
                 return;
             }
@@ -129,20 +259,20 @@ async fn lead_when_listable(api: Api<Registry>, health: Arc<Health>, stop: Cance
     }
 }
 
-/// Runs `registry::reconcile` (which counts and times itself; `error_policy` counts failures)
+/// Runs the kind's reconcile (which counts and times itself; `error_policy` counts failures)
 /// inside the controller's "reconciling object" span, so every line the reconcile logs names
 /// the object and why it was reconciled.
-fn reconcile(
-    guarded: Arc<Guarded>,
+fn reconcile<K: Kind>(
+    guarded: Arc<DeserializeGuard<K>>,
     ctx: Arc<Context>,
 ) -> impl Future<Output = Result<Action, Error>> + Send + 'static {
     let span = tracing::Span::current();
     async move {
         tracing::debug!("reconcile started");
         match &guarded.0 {
-            Ok(registry) => registry::reconcile(Arc::new(registry.clone()), ctx).await,
+            Ok(object) => K::reconcile(Arc::new(object.clone()), ctx).await,
             Err(invalid) => {
-                report_unreadable(invalid, &ctx).await;
+                report_unreadable::<K>(invalid, &ctx).await;
                 Ok(Action::await_change())
             }
         }
@@ -150,14 +280,15 @@ fn reconcile(
     .instrument(span)
 }
 
-/// A stored Registry that does not parse: logged, and a Warning Event on it; it waits for
+/// A stored object that does not parse: logged, and a Warning Event on it; it waits for
 /// its next change.
-async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) {
+async fn report_unreadable<K: Kind>(invalid: &InvalidObject, ctx: &Context) {
     let meta = &invalid.metadata;
-    tracing::warn!(error = %invalid.error, "cannot read this Registry; fix its spec");
+    let kind = K::kind(&());
+    tracing::warn!(error = %invalid.error, "cannot read this {kind}; fix its spec");
     let object = ObjectReference {
-        api_version: Some(Registry::api_version(&()).into_owned()),
-        kind: Some(Registry::kind(&()).into_owned()),
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(kind.clone().into_owned()),
         name: meta.name.clone(),
         namespace: meta.namespace.clone(),
         uid: meta.uid.clone(),
@@ -165,7 +296,7 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) {
         ..ObjectReference::default()
     };
     let note = format!(
-        "the operator cannot read this Registry, so nothing is reconciled until it is fixed: {}",
+        "the operator cannot read this {kind}, so nothing is reconciled until it is fixed: {}",
         invalid.error
     );
     crate::operator::common::status::publish_on(
@@ -178,22 +309,27 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) {
     .await;
 }
 
-fn error_policy(guarded: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy<K: Kind>(
+    guarded: Arc<DeserializeGuard<K>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     match &guarded.0 {
-        Ok(registry) => registry::error_policy(registry, error, &ctx),
+        Ok(object) => object.error_policy(error, &ctx),
         Err(_) => {
-            ctx.metrics.failure("Registry", error);
+            ctx.metrics.failure(&K::kind(&()), error);
             Action::requeue(ctx.backoff.failed(&registry::object_key(guarded.as_ref())))
         }
     }
 }
 
-/// The Registry named by the instance label of `object`, in its namespace, when Dockyard
-/// manages it.
-fn instance_of<K: Resource>(object: &K) -> Option<ObjectRef<Guarded>> {
+/// The `K` named by the instance label of `object`, in its namespace, when Dockyard manages
+/// it as a child of that kind.
+fn instance_of<K: Kind, O: Resource>(object: &O) -> Option<ObjectRef<DeserializeGuard<K>>> {
     let labels = object.meta().labels.as_ref()?;
-    let (key, value) = MANAGED_BY_SELECTOR.split_once('=')?;
-    if labels.get(key).map(String::as_str) != Some(value) {
+    if labels.get(MANAGED_BY.0).map(String::as_str) != Some(MANAGED_BY.1)
+        || labels.get(NAME_LABEL).map(String::as_str) != Some(K::APP)
+    {
         return None;
     }
     let name = labels.get(INSTANCE_LABEL)?;
@@ -201,24 +337,22 @@ fn instance_of<K: Resource>(object: &K) -> Option<ObjectRef<Guarded>> {
     Some(ObjectRef::new(name).within(namespace))
 }
 
-/// The Registries in the Secret's namespace whose spec names the Secret.
-pub fn registries_referencing(
-    secret: &Secret,
-    registries: &[Arc<Registry>],
-) -> Vec<ObjectRef<Registry>> {
+/// The objects in the Secret's namespace whose spec names the Secret.
+pub fn referencing<K: Kind>(secret: &Secret, objects: &[Arc<K>]) -> Vec<ObjectRef<K>> {
     let name = secret.name_any();
     let namespace = secret.namespace();
-    registries
+    objects
         .iter()
         .filter(|r| r.namespace() == namespace)
-        .filter(|r| referenced_secrets(r).contains(&name))
+        .filter(|r| r.referenced_secrets().contains(&name))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
 }
 
-type RunResult = Result<(ObjectRef<Guarded>, Action), controller::Error<Error, watcher::Error>>;
+type RunResult<K> =
+    Result<(ObjectRef<DeserializeGuard<K>>, Action), controller::Error<Error, watcher::Error>>;
 
-fn log_outcome(result: RunResult) {
+fn log_outcome<K: Kind>(result: RunResult<K>) {
     match result {
         Ok((object, _)) => tracing::debug!(%object, "reconciled"),
         // error_policy has logged and counted it already.
@@ -286,20 +420,14 @@ mod tests {
                 .collect()
         };
         assert_eq!(
-            names(registries_referencing(
-                &secret("team-a", "alice-pw"),
-                &registries
-            )),
+            names(referencing(&secret("team-a", "alice-pw"), &registries)),
             ["team-a/one", "team-a/four"]
         );
         assert_eq!(
-            names(registries_referencing(
-                &secret("team-b", "alice-pw"),
-                &registries
-            )),
+            names(referencing(&secret("team-b", "alice-pw"), &registries)),
             ["team-b/three"]
         );
-        assert!(registries_referencing(&secret("team-a", "other"), &registries).is_empty());
-        assert!(registries_referencing(&secret("team-c", "alice-pw"), &registries).is_empty());
+        assert!(referencing(&secret("team-a", "other"), &registries).is_empty());
+        assert!(referencing(&secret("team-c", "alice-pw"), &registries).is_empty());
     }
 }

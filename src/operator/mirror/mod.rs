@@ -1,0 +1,325 @@
+//! Reconciles a `RegistryMirror`: fetch -> validate -> build -> apply -> status, on the
+//! same shared parts as the Registry (`operator::common`): a Deployment of `dockyard serve`
+//! in mirror mode with its config Secret, a claim, a Service and TLS. Then the node plan the
+//! node agents apply (`operator::nodes`), and the nodes that carry it in the status.
+
+pub mod build;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+
+use super::common::apply::{apply, apply_certificate, remove_stale_children, sync_finalizers};
+use super::common::status::{self as common_status, Outcome, claim_grace_left, publish_on};
+use super::common::validate::Invalid;
+use super::common::{Addresses, tls};
+use super::crd::{NodesStatus, RegistryMirror, RegistryMirrorStatus, TlsMode};
+use super::metrics::KindLabels;
+use super::nodeplan::{NodePlan, PLAN_FINALIZER, PlanEntry};
+use super::{Context, Error, nodes};
+use validate::Desired;
+
+pub const KIND: &str = "RegistryMirror";
+
+/// Reconciles one RegistryMirror; a success resets its retry delay.
+#[tracing::instrument(skip(mirror, ctx), fields(name = %mirror.name_any(), namespace = mirror.namespace().unwrap_or_default()))]
+pub async fn reconcile(mirror: Arc<RegistryMirror>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let kind = KindLabels {
+        kind: KIND.to_owned(),
+    };
+    ctx.metrics.reconciles.get_or_create(&kind).inc();
+    let started = Instant::now();
+    let result = run(&mirror, &ctx).await;
+    ctx.metrics
+        .duration
+        .get_or_create(&kind)
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.backoff
+            .succeeded(&super::registry::object_key(mirror.as_ref()));
+    }
+    result
+}
+
+async fn run(mirror: &RegistryMirror, ctx: &Context) -> Result<Action, Error> {
+    let client = &ctx.client;
+    let namespace = mirror.namespace().ok_or(Error::NoNamespace)?;
+    if mirror.meta().deletion_timestamp.is_some() {
+        // Owner references remove the rest; the node plan lives in the operator's namespace.
+        let uid = mirror.uid().unwrap_or_default();
+        nodes::withdraw(client, &ctx.node_namespace, KIND, &uid).await?;
+        sync_finalizers(client, mirror, &[(PLAN_FINALIZER, false)]).await?;
+        return Ok(Action::await_change());
+    }
+    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let mut secrets = BTreeMap::new();
+    for name in validate::referenced_secrets(mirror) {
+        if let Some(s) = secrets_api.get_opt(&name).await? {
+            secrets.insert(name, s);
+        }
+    }
+    let desired = match validate::validate(mirror, &secrets, &ctx.image) {
+        Ok(d) => d,
+        Err(invalid) => return report_invalid(ctx, mirror, invalid).await,
+    };
+    let w = &desired.workload;
+    let wants_nodes = desired.nodes.enabled;
+    // The finalizer comes before the plan, so the plan is never left behind.
+    sync_finalizers(client, mirror, &[(PLAN_FINALIZER, wants_nodes)]).await?;
+    let existing = tls::fetch(&secrets_api, w).await?;
+    let service = apply(client, &build_service(&desired)).await?;
+    let addresses = Addresses::of(w, &service);
+    let now = Timestamp::now().as_second();
+    let prepared = tokio::task::block_in_place(|| tls::prepare(w, &addresses, &existing, now));
+    let self_signed = match prepared {
+        Ok(m) => m,
+        Err(e) => {
+            let invalid = Invalid {
+                reason: "CertificateError",
+                message: e.to_string(),
+            };
+            return report_invalid(ctx, mirror, invalid).await;
+        }
+    };
+    let children = build::build(&desired, &addresses, self_signed.as_ref());
+    let build::Children {
+        config,
+        ca,
+        tls: serving,
+        certificate,
+        volume,
+        deployment,
+    } = &children;
+    apply(client, config).await?;
+    for secret in [ca, serving].into_iter().flatten() {
+        apply(client, secret).await?;
+    }
+    let certificate_outcome = apply_certificate(client, w, certificate.as_ref()).await?;
+    let volume = apply(client, volume).await?;
+    let deployment = apply(client, deployment).await?;
+    let wanted = build::wanted_secrets(&desired, &children);
+    remove_stale_children(client, w, &wanted, certificate.is_some()).await?;
+
+    let ca_pem = match &self_signed {
+        Some(m) => Some(m.ca.cert_pem.clone()),
+        None => tls::fetch_ca(&secrets_api, w).await?,
+    };
+    let plan = wants_nodes
+        .then(|| node_plan(mirror, &desired, &addresses, ca_pem))
+        .flatten();
+    nodes::publish(client, &ctx.node_namespace, KIND, w, plan.as_ref()).await?;
+    let node_status = match &plan {
+        Some(plan) => {
+            let (all, reports) = nodes::observe(client, &ctx.node_namespace).await?;
+            Some(nodes::status(plan, &all, &reports, Timestamp::now()))
+        }
+        None => None,
+    };
+
+    let pods = super::registry::fetch::pods(client, &namespace, &w.children_selector()).await?;
+    let now = Timestamp::now();
+    let outcome = Outcome::Applied {
+        deployment: &deployment,
+        wanted: w.replicas,
+        endpoint: addresses.endpoint(),
+        warning: certificate_outcome.warning(),
+        waiting: common_status::waiting(&volume, &pods, now),
+    };
+    let next = status(mirror, &desired, &outcome, w.ca_secret(), node_status, now);
+    publish_transitions(ctx, mirror, &next).await;
+    common_status::write(client, mirror, mirror.status.as_ref(), &next).await?;
+    // Changed node reports are watched; an agent that stops reporting, and the claim's
+    // grace, need a timer.
+    let idle = if plan.is_some() { 60 } else { 300 };
+    let recheck = claim_grace_left(&volume, now).map_or(Duration::from_secs(idle), |left| {
+        left + Duration::from_secs(1)
+    });
+    Ok(Action::requeue(recheck))
+}
+
+fn build_service(d: &Desired) -> k8s_openapi::api::core::v1::Service {
+    super::common::service::service(&d.workload)
+}
+
+/// What the selected nodes must write: each upstream host pulls through the mirror at its
+/// ClusterIP (nodes cannot resolve cluster DNS; kube-proxy makes the ClusterIP reachable
+/// from node processes), with the upstream kept as the fallback. `None` until the Service
+/// has a ClusterIP.
+pub fn node_plan(
+    mirror: &RegistryMirror,
+    d: &Desired,
+    addresses: &Addresses,
+    ca_pem: Option<String>,
+) -> Option<NodePlan> {
+    let ip = addresses.cluster_ip?;
+    let plain_http = matches!(d.workload.tls, TlsMode::Disabled);
+    let scheme = if plain_http { "http" } else { "https" };
+    let authority = match ip {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]:{}", addresses.port),
+        std::net::IpAddr::V4(v4) => format!("{v4}:{}", addresses.port),
+    };
+    let selection = &d.nodes.selection;
+    Some(NodePlan {
+        owner: owner_key(mirror),
+        node_selector: selection.node_selector.clone(),
+        tolerations: selection.tolerations.clone(),
+        entries: d
+            .upstreams
+            .iter()
+            .map(|u| PlanEntry {
+                host: u.host.clone(),
+                server: Some(u.url.clone()),
+                mirror: Some(format!("{scheme}://{authority}")),
+                plain_http,
+                ca_pem: ca_pem.clone(),
+                runtimes: selection.runtimes.iter().copied().collect(),
+                fallback: d.nodes.fallback,
+            })
+            .collect(),
+    })
+}
+
+/// `Kind/namespace/name`: how plans and reports name a resource.
+pub fn owner_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The mirror's status for `outcome`.
+fn status(
+    mirror: &RegistryMirror,
+    d: &Desired,
+    outcome: &Outcome<'_>,
+    ca_secret: Option<String>,
+    nodes: Option<NodesStatus>,
+    now: Timestamp,
+) -> RegistryMirrorStatus {
+    let previous = mirror.status.clone().unwrap_or_default();
+    let generation = mirror.meta().generation;
+    let (mut conditions, ready) =
+        common_status::conditions(outcome, &previous.conditions, generation, now);
+    if let Some(n) = &nodes {
+        conditions = common_status::keep_transition_times(
+            conditions
+                .into_iter()
+                .chain([nodes_condition(n, generation)])
+                .collect(),
+            &previous.conditions,
+            now,
+        );
+    }
+    let upstreams = Some(
+        d.upstreams
+            .iter()
+            .map(|u| u.host.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    match outcome {
+        Outcome::Invalid { .. } => RegistryMirrorStatus {
+            conditions,
+            observed_generation: generation,
+            ..previous
+        },
+        Outcome::Applied { endpoint, .. } => RegistryMirrorStatus {
+            conditions,
+            observed_generation: generation,
+            endpoint: Some(endpoint.clone()),
+            ready_replicas: ready,
+            ca_secret,
+            upstreams,
+            nodes,
+        },
+    }
+}
+
+/// `NodesConfigured`: True once every selected node carries the current configuration.
+pub fn nodes_condition(
+    n: &NodesStatus,
+    generation: Option<i64>,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    let all = n.configured == n.total;
+    let (reason, message) = if all {
+        (
+            "AllNodesConfigured",
+            format!("{} of {} selected nodes configured", n.configured, n.total),
+        )
+    } else {
+        let first = n
+            .problems
+            .first()
+            .map(|p| format!("; {}: {}", p.node, p.message))
+            .unwrap_or_default();
+        (
+            "NodesPending",
+            format!(
+                "{} of {} selected nodes configured{first}",
+                n.configured, n.total
+            ),
+        )
+    };
+    common_status::condition("NodesConfigured", all, reason, message, generation)
+}
+
+async fn publish_transitions(ctx: &Context, mirror: &RegistryMirror, next: &RegistryMirrorStatus) {
+    let before = mirror
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    if let Some((type_, reason, note)) = common_status::transition(&before, &next.conditions) {
+        publish_on(&ctx.recorder, &mirror.object_ref(&()), type_, reason, note).await;
+    }
+}
+
+/// A spec that cannot be reconciled as written: Degraded status and a Warning Event saying
+/// why; retried after five minutes (or as soon as the mirror or a Secret it names changes).
+async fn report_invalid(
+    ctx: &Context,
+    mirror: &RegistryMirror,
+    invalid: Invalid,
+) -> Result<Action, Error> {
+    let outcome = Outcome::Invalid {
+        reason: invalid.reason,
+        message: invalid.message.clone(),
+    };
+    let previous = mirror.status.clone().unwrap_or_default();
+    let generation = mirror.meta().generation;
+    let (conditions, _) =
+        common_status::conditions(&outcome, &previous.conditions, generation, Timestamp::now());
+    let next = RegistryMirrorStatus {
+        conditions,
+        observed_generation: generation,
+        ..previous
+    };
+    publish_on(
+        &ctx.recorder,
+        &mirror.object_ref(&()),
+        EventType::Warning,
+        invalid.reason,
+        invalid.message,
+    )
+    .await;
+    common_status::write(&ctx.client, mirror, mirror.status.as_ref(), &next).await?;
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Retries a failed reconcile after a delay that doubles with each consecutive failure.
+pub fn error_policy(mirror: &RegistryMirror, error: &Error, ctx: &Context) -> Action {
+    ctx.metrics.failure(KIND, error);
+    let delay = ctx.backoff.failed(&super::registry::object_key(mirror));
+    tracing::warn!(name = %mirror.name_any(), error = %error, retry_in_secs = delay.as_secs(), "reconcile failed");
+    Action::requeue(delay)
+}

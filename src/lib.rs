@@ -2,10 +2,12 @@
 //! around it, a Kubernetes operator for registries and pull-through mirrors.
 //! See docs/architecture.md for the map of modules.
 
+pub mod agent;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod content;
+mod fsutil;
 pub mod oci;
 pub mod operator;
 pub mod proxy;

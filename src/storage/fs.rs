@@ -14,6 +14,7 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::{ByteStream, Driver, FileInfo, FileWriter, Result, StorageError, check_path};
+use crate::fsutil::{sync_dir, write_atomic};
 
 /// Size of each read from a blob file when streaming it out.
 const READ_CHUNK: usize = 512 << 10;
@@ -82,41 +83,6 @@ async fn blocking<T: Send + 'static>(
         Ok(r) => r.map_err(|e| StorageError::io(&p, e)),
         Err(join) => Err(StorageError::io(&p, io::Error::other(join))),
     }
-}
-
-/// fsyncs a directory so a rename or create inside it survives a crash.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Writes `content` to a temp file in `staging`, fsyncs it and renames it over `target`.
-/// When `staging` is on another filesystem than `target` (a volume mounted below the
-/// root), the temp file goes beside `target` instead.
-fn write_atomic(staging: &Path, target: &Path, content: &[u8]) -> io::Result<()> {
-    let parent = target
-        .parent()
-        .ok_or_else(|| io::Error::other("path has no parent"))?;
-    fs::create_dir_all(parent)?;
-    fs::create_dir_all(staging)?;
-    match write_via(staging, target, content) {
-        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => write_via(parent, target, content),
-        other => other,
-    }?;
-    sync_dir(parent)
-}
-
-fn write_via(dir: &Path, target: &Path, content: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(content)?;
-        f.sync_data()?;
-        fs::rename(&tmp, target)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[async_trait]

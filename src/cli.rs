@@ -30,10 +30,89 @@ enum Command {
     Serve(ServeArgs),
     /// Run the Kubernetes operator for Registry resources (leader-elected, /healthz /readyz /metrics).
     Operator(OperatorArgs),
+    /// Run the node agent (a DaemonSet): make this node's containerd, CRI-O and Docker pull
+    /// through the mirrors and trust the registries that select it.
+    NodeAgent(NodeAgentArgs),
     /// Print a bcrypt htpasswd line for USER (replaces `htpasswd -Bbn`).
     Htpasswd(HtpasswdArgs),
     /// Print the CustomResourceDefinitions (crds/ is generated from this).
     Crd,
+}
+
+#[derive(Debug, Args)]
+struct NodeAgentArgs {
+    /// This node's name (the chart passes spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    node: String,
+    /// Namespace of the node plans and reports: the chart's namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Where the node's root filesystem is (`/host` when the chart mounts it there). Every
+    /// path below is a path on the node.
+    #[arg(long, env = "DOCKYARD_HOST_ROOT", default_value = "/")]
+    host_root: PathBuf,
+    /// containerd's config file, read for its registry `config_path`.
+    #[arg(
+        long,
+        env = "DOCKYARD_CONTAINERD_CONFIG",
+        default_value = "/etc/containerd/config.toml"
+    )]
+    containerd_config: PathBuf,
+    /// containerd's socket (containerd counts as present when it or the config exists).
+    #[arg(
+        long,
+        env = "DOCKYARD_CONTAINERD_SOCKET",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    containerd_socket: PathBuf,
+    /// Where the agent records what it owns on the node.
+    #[arg(
+        long,
+        env = "DOCKYARD_STATE_DIR",
+        default_value = "/var/lib/dockyard/node-agent"
+    )]
+    state_dir: PathBuf,
+    /// Send dockerd SIGHUP after daemon.json changed (needs the host PID namespace).
+    #[arg(long, env = "DOCKYARD_RELOAD_DOCKER", default_value_t = false, action = clap::ArgAction::Set)]
+    reload_docker: bool,
+    /// Send CRI-O SIGHUP after its drop-in changed (needs the host PID namespace).
+    #[arg(long, env = "DOCKYARD_RELOAD_CRIO", default_value_t = false, action = clap::ArgAction::Set)]
+    reload_crio: bool,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "DOCKYARD_METRICS_ADDR", default_value = "0.0.0.0:8081")]
+    metrics_addr: SocketAddr,
+    /// Sync and renew the report at least this often.
+    #[arg(long, env = "DOCKYARD_RESYNC_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    resync_seconds: u64,
+}
+
+impl NodeAgentArgs {
+    fn run(self, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+        telemetry::init(log_format.unwrap_or_default(), None);
+        let mut layout = crate::agent::Layout::node(self.host_root);
+        layout.containerd_config = self.containerd_config;
+        layout.containerd_socket = self.containerd_socket;
+        layout.state_dir = self.state_dir;
+        layout.reload_docker = self.reload_docker;
+        layout.reload_crio = self.reload_crio;
+        let settings = crate::agent::run::Settings {
+            node: self.node,
+            namespace: self.namespace,
+            layout,
+            metrics_addr: self.metrics_addr,
+            resync: std::time::Duration::from_secs(self.resync_seconds),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(crate::agent::run::run(
+            settings,
+            crate::serve::shutdown_signal(),
+        ))?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +183,7 @@ impl Cli {
         match self.command {
             Command::Serve(args) => args.run(self.log_format),
             Command::Operator(args) => args.run(self.log_format),
+            Command::NodeAgent(args) => args.run(self.log_format),
             Command::Htpasswd(args) => args.run(),
             Command::Crd => {
                 print!("{}", crate::operator::crd::all_yaml()?);

@@ -39,6 +39,7 @@ mod host;
 mod jsonedit;
 mod k3s;
 mod render;
+pub mod run;
 mod state;
 #[cfg(test)]
 mod tests;

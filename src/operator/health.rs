@@ -17,11 +17,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::http::StatusCode;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
@@ -91,50 +87,14 @@ impl Health {
     }
 }
 
-#[derive(Clone)]
-struct Endpoints {
-    health: Arc<Health>,
-    metrics: Arc<Registry>,
-}
-
-/// The router for the metrics address: `/healthz`, `/readyz`, `/metrics`.
-pub fn router(health: Arc<Health>, metrics: Arc<Registry>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .with_state(Endpoints { health, metrics })
-}
-
-/// Alive while the process answers: every failure the operator cannot retry ends the process.
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(endpoints): State<Endpoints>) -> Response {
-    endpoints.health.role().readiness().into_response()
-}
-
-async fn metrics_text(State(endpoints): State<Endpoints>) -> Response {
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &endpoints.metrics) {
-        Ok(()) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot encode metrics");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
+/// The router for the metrics address: `/healthz`, `/readyz` (by role), `/metrics`.
+pub fn router(health: Arc<Health>, metrics: Arc<Registry>) -> axum::Router {
+    crate::health::router(Arc::new(move || health.role().readiness()), metrics)
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::Router;
     use axum::body::Body;
     use axum::http::Request;
     use http_body_util::BodyExt;

@@ -1,0 +1,353 @@
+//! `dockyard node-agent`: the Kubernetes side of the node agent, one per node (a DaemonSet).
+//!
+//! It watches the node plans in its namespace (ConfigMaps the operator publishes, see
+//! `operator::nodeplan`) and its own Node (labels and taints decide which plans select it),
+//! turns the selecting plans into [`Entry`]s and calls [`sync`](super::sync) whenever either
+//! changes, and at least every `resync` (so a file someone deleted comes back). It reports
+//! in a Lease named after its node: the hash of every plan it carries and what went wrong,
+//! renewed as a heartbeat. It reads nothing else, and writes nothing but that Lease.
+//!
+//! On shutdown it leaves the node's configuration in place: a DaemonSet rollout must not
+//! flap every runtime's config, and a mirror that goes away is harmless (runtimes fall back
+//! to the upstream). Deleting the resource removes the files.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::Notify;
+
+use super::{Endpoint, Entry, Layout, Report, Runtime};
+use crate::operator::crd;
+use crate::operator::nodeplan::{
+    NodePlan, NodeReport, OwnerReport, PLAN_KEY, PLAN_LABEL, REPORT_ANNOTATION, REPORT_LABEL,
+    REPORT_SECONDS, report_name,
+};
+
+/// The field manager of the report Lease.
+const MANAGER: &str = "dockyard-node-agent";
+
+/// What `dockyard node-agent` runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This node's name (the chart passes `spec.nodeName`).
+    pub node: String,
+    /// Where plans and reports live (the chart's namespace).
+    pub namespace: String,
+    pub layout: Layout,
+    /// `/healthz`, `/readyz` and `/metrics`.
+    pub metrics_addr: SocketAddr,
+    /// Sync at least this often, and renew the report.
+    pub resync: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot create the Kubernetes client (in-cluster config or KUBECONFIG): {0}")]
+    Client(#[source] kube::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The entries of the `plans` that select `node`.
+pub fn entries_for(node: &Node, plans: &[NodePlan]) -> Vec<Entry> {
+    plans
+        .iter()
+        .filter(|p| p.selects(node))
+        .flat_map(|plan| {
+            plan.entries.iter().map(|e| Entry {
+                owner: plan.owner.clone(),
+                host: e.host.clone(),
+                server: e.server.clone(),
+                mirror: e.mirror.clone().map(|url| Endpoint {
+                    url,
+                    insecure: e.plain_http,
+                }),
+                ca_pem: e.ca_pem.clone(),
+                runtimes: e.runtimes.iter().map(|r| runtime(*r)).collect(),
+                fallback: e.fallback,
+            })
+        })
+        .collect()
+}
+
+fn runtime(r: crd::Runtime) -> Runtime {
+    match r {
+        crd::Runtime::Containerd => Runtime::Containerd,
+        crd::Runtime::Crio => Runtime::Crio,
+        crd::Runtime::Docker => Runtime::Docker,
+    }
+}
+
+/// What to report for `report` of the `plans` selecting `node`.
+pub fn node_report(node: &Node, plans: &[NodePlan], report: &Report) -> NodeReport {
+    let owners = plans
+        .iter()
+        .filter(|p| p.selects(node))
+        .map(|plan| {
+            let own = report
+                .per_owner
+                .get(&plan.owner)
+                .cloned()
+                .unwrap_or_default();
+            (
+                plan.owner.clone(),
+                OwnerReport {
+                    hash: plan.hash(),
+                    configured: own.configured,
+                    problems: own.problems,
+                },
+            )
+        })
+        .collect();
+    NodeReport {
+        owners,
+        problems: report.node_problems.clone(),
+        runtimes: Default::default(),
+    }
+}
+
+/// The plans in `config_maps` that parse; a broken one is logged and skipped.
+fn plans(config_maps: &[Arc<ConfigMap>]) -> Vec<NodePlan> {
+    let mut plans: Vec<NodePlan> = config_maps
+        .iter()
+        .filter_map(|cm| {
+            let text = cm.data.as_ref()?.get(PLAN_KEY)?;
+            match serde_json::from_str(text) {
+                Ok(plan) => Some(plan),
+                Err(e) => {
+                    tracing::warn!(config_map = ?cm.metadata.name, error = %e, "skipping a node plan that does not parse");
+                    None
+                }
+            }
+        })
+        .collect();
+    plans.sort_by(|a, b| a.owner.cmp(&b.owner));
+    plans
+}
+
+struct Metrics {
+    syncs: Counter,
+    failures: Counter,
+    configured: Gauge,
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Metrics {
+        syncs: Counter::default(),
+        failures: Counter::default(),
+        configured: Gauge::default(),
+    };
+    registry.register(
+        "dockyard_node_agent_syncs",
+        "Syncs of this node's runtime configuration",
+        metrics.syncs.clone(),
+    );
+    registry.register(
+        "dockyard_node_agent_sync_failures",
+        "Syncs that left a resource unconfigured on this node",
+        metrics.failures.clone(),
+    );
+    registry.register(
+        "dockyard_node_agent_configured_owners",
+        "Resources whose configuration this node carries",
+        metrics.configured.clone(),
+    );
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(settings.metrics_addr)
+        .await
+        .map_err(|source| AgentError::Listen {
+            addr: settings.metrics_addr,
+            source,
+        })?;
+    let readiness = {
+        let ready = ready.clone();
+        move || {
+            if ready.load(std::sync::atomic::Ordering::Acquire) {
+                (axum::http::StatusCode::OK, "ok: synced\n")
+            } else {
+                (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+            }
+        }
+    };
+    let http = tokio::spawn(
+        axum::serve(
+            listener,
+            crate::health::router(Arc::new(readiness), Arc::new(registry)),
+        )
+        .into_future(),
+    );
+    let client = kube::Client::try_default()
+        .await
+        .map_err(AgentError::Client)?;
+    tracing::info!(node = %settings.node, namespace = %settings.namespace, "node agent starting");
+
+    let changed = Arc::new(Notify::new());
+    let (plan_store, plan_writer) = reflector::store::<ConfigMap>();
+    let plan_api: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.namespace);
+    let plan_watch = reflector(
+        plan_writer,
+        watcher(
+            plan_api,
+            watcher::Config::default().labels(&format!("{PLAN_LABEL}=true")),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (node_store, node_writer) = reflector::store::<Node>();
+    let node_api: Api<Node> = Api::all(client.clone());
+    let node_watch = reflector(
+        node_writer,
+        watcher(
+            node_api,
+            watcher::Config::default().fields(&format!("metadata.name={}", settings.node)),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let watches = {
+        let changed = changed.clone();
+        tokio::spawn(async move {
+            let plan_events = plan_watch.map(|e| e.map(|_| ()).map_err(|e| e.to_string()));
+            let node_events = node_watch.map(|e| e.map(|_| ()).map_err(|e| e.to_string()));
+            let mut events = std::pin::pin!(futures::stream::select(plan_events, node_events));
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(()) => changed.notify_one(),
+                    Err(e) => tracing::warn!(error = %e, "watch error; retrying"),
+                }
+            }
+        })
+    };
+    let _ = plan_store.wait_until_ready().await;
+    let _ = node_store.wait_until_ready().await;
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &settings.namespace);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut last: Option<NodeReport> = None;
+    let mut last_renewal = tokio::time::Instant::now();
+    loop {
+        let Some(node) = node_store.state().into_iter().next() else {
+            tracing::warn!(node = %settings.node, "this node is not in the API server yet");
+            tokio::select! {
+                () = changed.notified() => continue,
+                () = tokio::time::sleep(settings.resync) => continue,
+                () = &mut shutdown => break,
+            }
+        };
+        let plans = plans(&plan_store.state());
+        let entries = entries_for(&node, &plans);
+        let layout = settings.layout.clone();
+        let report = tokio::task::spawn_blocking(move || super::sync(&layout, &entries)).await;
+        let report = match report {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "the sync task failed");
+                Report::default()
+            }
+        };
+        metrics.syncs.inc();
+        let next = node_report(&node, &plans, &report);
+        let configured = next.owners.values().filter(|o| o.configured).count();
+        metrics.configured.set(configured as i64);
+        if configured < next.owners.len() {
+            metrics.failures.inc();
+        }
+        if report.changed {
+            tracing::info!(
+                plans = next.owners.len(),
+                configured,
+                "node configuration updated"
+            );
+        }
+        for (owner, own) in &next.owners {
+            for problem in &own.problems {
+                tracing::warn!(%owner, "{problem}");
+            }
+        }
+        let renew_due = last_renewal.elapsed() >= settings.resync;
+        if last.as_ref() != Some(&next) || renew_due {
+            match write_report(&leases, &settings.node, &next).await {
+                Ok(()) => {
+                    last = Some(next);
+                    last_renewal = tokio::time::Instant::now();
+                    ready.store(true, std::sync::atomic::Ordering::Release);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot write this node's report"),
+            }
+        }
+        tokio::select! {
+            () = changed.notified() => {
+                // Plans often change together (a resource and its Service): let them settle.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            () = tokio::time::sleep(settings.resync) => {}
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("node agent stopping; the node's configuration stays in place");
+    watches.abort();
+    http.abort();
+    Ok(())
+}
+
+/// Writes `report` to this node's Lease (server-side apply), renewing it.
+async fn write_report(
+    leases: &Api<Lease>,
+    node: &str,
+    report: &NodeReport,
+) -> Result<(), kube::Error> {
+    let now = Timestamp::now();
+    let lease = Lease {
+        metadata: ObjectMeta {
+            name: Some(report_name(node)),
+            labels: Some(BTreeMap::from([
+                (REPORT_LABEL.to_owned(), "true".to_owned()),
+                (
+                    "app.kubernetes.io/managed-by".to_owned(),
+                    "dockyard".to_owned(),
+                ),
+            ])),
+            annotations: Some(BTreeMap::from([(
+                REPORT_ANNOTATION.to_owned(),
+                serde_json::to_string(report).unwrap_or_default(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(node.to_owned()),
+            lease_duration_seconds: Some(REPORT_SECONDS),
+            renew_time: Some(MicroTime(now)),
+            ..LeaseSpec::default()
+        }),
+    };
+    let mut patch = serde_json::to_value(&lease).unwrap_or_default();
+    patch["apiVersion"] = "coordination.k8s.io/v1".into();
+    patch["kind"] = "Lease".into();
+    leases
+        .patch(
+            &report_name(node),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(())
+}

@@ -95,6 +95,9 @@ impl NodeAgentArgs {
         layout.state_dir = self.state_dir;
         layout.reload_docker = self.reload_docker;
         layout.reload_crio = self.reload_crio;
+        // The chart mounts the node's /run (not the /var/run symlink to it).
+        layout.docker_pid_file = "/run/docker.pid".into();
+        layout.crio_pid_file = "/run/crio/crio.pid".into();
         let settings = crate::agent::run::Settings {
             node: self.node,
             namespace: self.namespace,

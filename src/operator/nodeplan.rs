@@ -89,7 +89,9 @@ pub fn selection_of(nodes: &NodeSelection) -> (BTreeMap<String, String>, Vec<Tol
 }
 
 /// Whether a node's labels match `selector` and every NoSchedule/NoExecute taint it has is
-/// tolerated, as for a pod.
+/// tolerated, as for a pod. Taints Kubernetes sets for a node's conditions
+/// (`node.kubernetes.io/not-ready`, `unreachable`, `disk-pressure`, ...) do not deselect it,
+/// as DaemonSets tolerate them: a node that is not ready yet still needs its configuration.
 pub fn selects(
     selector: &BTreeMap<String, String>,
     tolerations: &[Toleration],
@@ -107,6 +109,7 @@ pub fn selects(
     taints
         .iter()
         .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .filter(|t| !t.key.starts_with("node.kubernetes.io/"))
         .all(|taint| {
             tolerations.iter().any(|tol| {
                 let effect_ok = tol
@@ -202,6 +205,14 @@ mod tests {
             serde_json::json!([{"key": "x", "effect": "PreferNoSchedule"}]),
         );
         assert!(selects(&sel, &[], &prefer), "soft taints do not exclude");
+        let not_ready = node(
+            serde_json::json!({"pool": "a"}),
+            serde_json::json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]),
+        );
+        assert!(
+            selects(&sel, &[], &not_ready),
+            "condition taints do not exclude"
+        );
     }
 
     #[test]

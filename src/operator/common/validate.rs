@@ -61,3 +61,14 @@ pub fn secret_value(
         )
     })
 }
+
+/// The API server refused the Service as built from the spec (a pinned `clusterIP` outside
+/// the cluster's service range, or already taken): what to fix.
+pub fn service_invalid(message: &str) -> Invalid {
+    invalid(
+        "ServiceInvalid",
+        format!(
+            "the API server refused the Service built from spec.service: {message}; fix spec.service (a pinned clusterIP must be a free address in the cluster's service range)"
+        ),
+    )
+}

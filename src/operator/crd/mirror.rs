@@ -35,9 +35,11 @@ use super::registry::FilesystemStorage;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RegistryMirrorSpec {
-    /// The registries mirrored; nodes pull images of these hosts through the mirror.
+    /// The registries mirrored; nodes pull images of these hosts through the mirror. Keyed
+    /// by host: the API server refuses a host listed twice (`Duplicate value`), and
+    /// server-side apply merges entries by host.
     #[schemars(length(min = 1, max = 32))]
-    #[x_kube(validation = Rule::new("self.all(u, self.exists_one(v, v.host == u.host))").message(Message::Expression("'upstreams lists host ' + self.filter(u, self.filter(v, v.host == u.host).size() > 1)[0].host + ' more than once; give each registry host one entry'".into())))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["host"]))]
     pub upstreams: Vec<Upstream>,
     #[serde(default)]
     pub cache: CacheSpec,

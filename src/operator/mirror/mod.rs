@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 
 use super::common::apply::{apply, apply_certificate, remove_stale_children, sync_finalizers};
 use super::common::status::{self as common_status, Outcome, claim_grace_left, publish_on};
-use super::common::validate::Invalid;
+use super::common::validate::{Invalid, service_invalid};
 use super::common::{Addresses, tls};
 use super::crd::{NodesStatus, RegistryMirror, RegistryMirrorStatus, TlsMode};
 use super::metrics::KindLabels;
@@ -75,7 +75,12 @@ async fn run(mirror: &RegistryMirror, ctx: &Context) -> Result<Action, Error> {
     // The finalizer comes before the plan, so the plan is never left behind.
     sync_finalizers(client, mirror, &[(PLAN_FINALIZER, wants_nodes)]).await?;
     let existing = tls::fetch(&secrets_api, w).await?;
-    let service = apply(client, &build_service(&desired)).await?;
+    let service = match apply(client, &build_service(&desired)).await {
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 422 => {
+            return report_invalid(ctx, mirror, service_invalid(&e.message)).await;
+        }
+        other => other?,
+    };
     let addresses = Addresses::of(w, &service);
     let now = Timestamp::now().as_second();
     let prepared = tokio::task::block_in_place(|| tls::prepare(w, &addresses, &existing, now));

@@ -86,7 +86,13 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
     if let Some(patched) = sync_finalizers(client, &latest, &adds).await? {
         latest = patched;
     }
-    let service = super::common::apply::apply(client, &build::service(&desired)).await?;
+    let service = match super::common::apply::apply(client, &build::service(&desired)).await {
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 422 => {
+            let invalid = super::common::validate::service_invalid(&e.message);
+            return report_invalid(ctx, registry, invalid).await;
+        }
+        other => other?,
+    };
     let addresses = Addresses::of(w, &service);
     let now = Timestamp::now().as_second();
     // bcrypt and key generation are CPU work: keep them off the async workers.

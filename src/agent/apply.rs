@@ -323,7 +323,7 @@ impl Run<'_> {
         }
     }
 
-    /// Merges daemon.json; true when it changed.
+    /// Merges daemon.json; true when its values changed (dockerd must reload).
     fn daemon_json(
         &mut self,
         state: &mut State,
@@ -385,7 +385,7 @@ impl Run<'_> {
             Ok(()) => {
                 state.docker = edit.record;
                 self.changed = true;
-                true
+                edit.values_changed
             }
             Err(e) => {
                 self.owner_problem(

@@ -56,6 +56,9 @@ pub struct ContainerdTarget {
 pub struct CrioTarget {
     pub dropin_dir: PathBuf,
     pub certs_dir: PathBuf,
+    /// `[[registry]]` prefixes that `registries.conf` or another drop-in already configures
+    /// (prefix -> file): Dockyard's drop-in would replace those entries, so it leaves them.
+    pub user_prefixes: BTreeMap<String, PathBuf>,
 }
 
 /// The Docker engine's config.
@@ -123,9 +126,27 @@ pub fn discover(layout: &Layout) -> Discovered {
     }
     let crio_home = layout.crio_dropin_dir.parent().unwrap_or(Path::new("/"));
     if layout.on_host(crio_home).is_dir() {
+        let mut files = vec![crio_home.join("registries.conf")];
+        if let Ok(entries) = std::fs::read_dir(layout.on_host(&layout.crio_dropin_dir)) {
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".conf") && n != super::crio::DROPIN)
+                .collect();
+            names.sort();
+            files.extend(names.into_iter().map(|n| layout.crio_dropin_dir.join(n)));
+        }
+        let mut user_prefixes = BTreeMap::new();
+        for file in files {
+            if let Some(text) = read(&file) {
+                for prefix in super::crio::registry_prefixes(&text) {
+                    user_prefixes.insert(prefix, file.clone());
+                }
+            }
+        }
         found.crio = Some(CrioTarget {
             dropin_dir: layout.crio_dropin_dir.clone(),
             certs_dir: layout.crio_certs_dir.clone(),
+            user_prefixes,
         });
     }
     let docker_home = layout.docker_daemon_json.parent().unwrap_or(Path::new("/"));

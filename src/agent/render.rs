@@ -209,8 +209,19 @@ pub fn render(entries: &[Entry], discovered: &Discovered) -> Rendered {
         }
     }
 
-    let crio_wants = wanting(Runtime::Crio);
+    let mut crio_wants = wanting(Runtime::Crio);
     if let (Some(target), false) = (&discovered.crio, crio_wants.is_empty()) {
+        crio_wants.retain(|c| match crio::user_entry_for(&c.entry.host, &target.user_prefixes) {
+            None => true,
+            Some(file) => {
+                let host = &c.entry.host;
+                out.problem(&c.entry.owner, format!(
+                    "{} already has a [[registry]] for {host}, which Dockyard's drop-in would replace: add the mirror to it yourself ([[registry.mirror]] location = \"<mirror host:port>/{host}\"), or remove that entry",
+                    file.display()
+                ));
+                false
+            }
+        });
         let (text, problems) = crio::render_dropin(&crio_wants);
         for (owner, p) in problems {
             out.problem(&owner, p);

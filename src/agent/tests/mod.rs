@@ -49,6 +49,7 @@ pub(super) fn node(daemon_json: Option<&str>) -> Discovered {
         crio: Some(CrioTarget {
             dropin_dir: "/etc/containers/registries.conf.d".into(),
             certs_dir: "/etc/containers/certs.d".into(),
+            user_prefixes: Default::default(),
         }),
         docker: Some(DockerTarget {
             daemon_json: "/etc/docker/daemon.json".into(),

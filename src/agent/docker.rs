@@ -41,6 +41,42 @@ pub struct DaemonJsonEdit {
     pub values_changed: bool,
 }
 
+/// What dockerd's command line says about its registry settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DockerdFlags {
+    /// daemon.json keys given as flags (key -> the flag).
+    pub keys: BTreeMap<String, String>,
+    /// `--config-file`, when given.
+    pub config_file: Option<String>,
+}
+
+impl DockerdFlags {
+    /// Reads `args` (dockerd's argv, without interpretation beyond these flags).
+    pub(crate) fn parse(args: &[String]) -> DockerdFlags {
+        let mut flags = DockerdFlags::default();
+        let mut iter = args.iter().skip(1);
+        while let Some(arg) = iter.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_owned())),
+                None => (arg.as_str(), None),
+            };
+            match name {
+                "--registry-mirror" => {
+                    flags.keys.insert(MIRRORS.into(), name.into());
+                }
+                "--insecure-registry" => {
+                    flags.keys.insert(INSECURE.into(), name.into());
+                }
+                "--config-file" => {
+                    flags.config_file = inline.or_else(|| iter.next().cloned());
+                }
+                _ => {}
+            }
+        }
+        flags
+    }
+}
+
 /// Two spellings of one value: `https://m:5000/` is `https://m:5000`.
 fn same(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')

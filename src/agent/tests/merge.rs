@@ -97,6 +97,51 @@ fn a_file_dockyard_created_goes_again_and_broken_json_is_never_overwritten() {
     assert!(e.problems[0].2.contains("is not a list of strings"));
 }
 
+#[test]
+fn dockerd_flags_that_daemon_json_must_not_repeat_are_found() {
+    let args: Vec<String> = [
+        "/usr/bin/dockerd",
+        "-H",
+        "fd://",
+        "--registry-mirror=https://m.example",
+        "--insecure-registry",
+        "10.0.0.1:5000",
+        "--config-file",
+        "/etc/docker/other.json",
+    ]
+    .map(String::from)
+    .into();
+    let flags = crate::agent::docker::DockerdFlags::parse(&args);
+    assert_eq!(
+        flags.keys.keys().collect::<Vec<_>>(),
+        ["insecure-registries", "registry-mirrors"]
+    );
+    assert_eq!(flags.config_file.as_deref(), Some("/etc/docker/other.json"));
+    assert_eq!(
+        crate::agent::docker::DockerdFlags::parse(&["dockerd".to_owned()]),
+        Default::default()
+    );
+
+    // A key dockerd has as a flag is left out of daemon.json and the owner is told.
+    let mut node = super::node(Some("{}"));
+    node.docker.as_mut().unwrap().flag_keys = flags.keys;
+    let e = super::mirror(
+        "RegistryMirror/ns/hub",
+        "docker.io",
+        "http://10.0.0.1:5000",
+        false,
+    );
+    let r = crate::agent::render(&[e], &node);
+    assert!(r.daemon_json.is_empty(), "{:?}", r.daemon_json);
+    let problems = &r.problems["RegistryMirror/ns/hub"];
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("dockerd runs with --registry-mirror")),
+        "{problems:?}"
+    );
+}
+
 /// A JSON object text in one of several layouts, with arbitrary members (some of them the
 /// keys Dockyard edits).
 fn daemon_json() -> impl Strategy<Value = String> {

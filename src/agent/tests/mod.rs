@@ -55,6 +55,7 @@ pub(super) fn node(daemon_json: Option<&str>) -> Discovered {
             daemon_json: "/etc/docker/daemon.json".into(),
             daemon_json_text: daemon_json.map(str::to_owned),
             certs_dir: "/etc/docker/certs.d".into(),
+            flag_keys: Default::default(),
         }),
         problems: Vec::new(),
     }

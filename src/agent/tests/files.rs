@@ -225,6 +225,28 @@ fn foreign_files_are_reported_and_never_touched() {
 }
 
 #[test]
+fn a_containerd_host_dir_with_someone_elses_certificates_gets_no_hosts_toml() {
+    let (root, layout) = node_dir();
+    // docker-style certs.d content, which containerd reads only while there is no hosts.toml.
+    let dir = root.path().join("etc/containerd/certs.d/docker.io");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.crt"), "their CA").unwrap();
+    let report = sync(&layout, &[hub()]);
+    let problems = &report.per_owner["RegistryMirror/ns/hub"].problems;
+    assert!(
+        problems.iter().any(|p| p.contains(
+            "/docker.io/ca.crt, which containerd reads only while the directory has no hosts.toml"
+        )),
+        "{problems:?}"
+    );
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["ca.crt"]);
+}
+
+#[test]
 fn a_file_edited_since_dockyard_wrote_it_is_left_alone_and_reported() {
     let (root, layout) = node_dir();
     sync(&layout, &[hub()]);

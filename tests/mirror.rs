@@ -22,6 +22,7 @@ use std::process::Command;
 use std::thread;
 
 use common::containerd::{Containerd, assert_pulled};
+use common::mirror::{blob_gets, mirror, seed};
 use common::oci::{assert_same_image, write_oci_layout};
 use common::registry::skopeo_copy;
 use common::{Server, Target, http, run};
@@ -43,48 +44,10 @@ fn distribution_with_auth(dir: &TempDir) -> Server {
         .start()
 }
 
-/// A Dockyard mirror started with `env` (its proxy settings).
-fn mirror(env: &[(&str, &str)]) -> Server {
-    let mut builder = Server::builder().target(Target::Dockyard);
-    for (k, v) in env {
-        builder = builder.env(k, v);
-    }
-    builder.start()
-}
-
-/// Writes an image with `layers` to the layout at `layout` (tagged `tag` there) and pushes
-/// it with skopeo (and `extra` flags) to `<upstream>/<repo>:v1`.
-fn seed(
-    upstream: &Server,
-    layout: &std::path::Path,
-    tag: &str,
-    layers: &[usize],
-    repo: &str,
-    extra: &[&str],
-) -> common::oci::ImageInfo {
-    let image = write_oci_layout(layout, tag, layers);
-    skopeo_copy(
-        extra,
-        &format!("oci:{}:{tag}", layout.display()),
-        &format!("docker://{}/{repo}:v1", upstream.addr),
-    );
-    image
-}
-
 /// A loopback address with a free port.
 fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
-}
-
-/// Upstream GETs of blobs, from distribution's combined access log.
-fn blob_gets(upstream: &Server) -> Vec<String> {
-    upstream
-        .log()
-        .lines()
-        .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Bytes under the mirror's blob store, and whether `digest`'s bytes are there.

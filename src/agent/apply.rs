@@ -200,6 +200,17 @@ impl Run<'_> {
                     Ok(Found::Missing | Found::Outdated) => plan.push(*f),
                 }
             }
+            if let Some(theirs) = self.foreign_beside_hosts_toml(state, unit, &files) {
+                let owners: BTreeSet<String> = files
+                    .iter()
+                    .flat_map(|f| f.owners.iter().cloned())
+                    .collect();
+                self.owner_problem(&owners, format!(
+                    "{} holds {}, which containerd reads only while the directory has no hosts.toml, so Dockyard writes none there: put that setting into a hosts.toml yourself, or move the file away",
+                    unit.parent().unwrap_or(unit).display(), theirs.display()
+                ));
+                blocked = true;
+            }
             if blocked {
                 continue;
             }
@@ -217,6 +228,32 @@ impl Run<'_> {
                 }
             }
         }
+    }
+
+    /// A file of someone else's in the directory of a hosts.toml that Dockyard has not
+    /// written yet: containerd reads such certificates (docker's certs.d style) only while
+    /// there is no hosts.toml, so writing one would silently drop them.
+    fn foreign_beside_hosts_toml(
+        &self,
+        state: &State,
+        unit: &Path,
+        files: &[&FileSpec],
+    ) -> Option<PathBuf> {
+        let is_hosts_toml = files
+            .first()
+            .is_some_and(|f| f.runtime == Runtime::Containerd)
+            && unit.file_name().is_some_and(|n| n == "hosts.toml");
+        if !is_hosts_toml || self.layout.on_host(unit).exists() {
+            return None;
+        }
+        let dir = unit.parent()?;
+        let entries = std::fs::read_dir(self.layout.on_host(dir)).ok()?;
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| !name.starts_with(TEMP_PREFIX))
+            .map(|name| dir.join(name))
+            .find(|path| !state.files.contains_key(path) && !files.iter().any(|f| f.path == *path))
     }
 
     /// Writes one file atomically, recording the directories it had to create.
@@ -323,7 +360,7 @@ impl Run<'_> {
         }
     }
 
-    /// Merges daemon.json; true when it changed.
+    /// Merges daemon.json; true when its values changed (dockerd must reload).
     fn daemon_json(
         &mut self,
         state: &mut State,
@@ -385,7 +422,7 @@ impl Run<'_> {
             Ok(()) => {
                 state.docker = edit.record;
                 self.changed = true;
-                true
+                edit.values_changed
             }
             Err(e) => {
                 self.owner_problem(

@@ -24,6 +24,44 @@ pub(crate) fn mirror_prefix(host: &str) -> Option<String> {
     (looks_like_host && !segment.contains(['[', ']'])).then_some(segment)
 }
 
+/// The `[[registry]]` prefixes (or locations, when there is no prefix) a registries.conf
+/// text configures; nothing when it does not parse (containers/image would refuse it too).
+pub(crate) fn registry_prefixes(text: &str) -> Vec<String> {
+    let Ok(table) = toml::from_str::<toml::Table>(text) else {
+        return Vec::new();
+    };
+    let Some(registries) = table.get("registry").and_then(|r| r.as_array()) else {
+        return Vec::new();
+    };
+    registries
+        .iter()
+        .filter_map(|r| {
+            let r = r.as_table()?;
+            r.get("prefix")
+                .or_else(|| r.get("location"))?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// The file among `user_prefixes` (prefix -> file) that configures `host` or a repository
+/// under it: containers/image would use that entry, or Dockyard's would replace it.
+pub(crate) fn user_entry_for<'a>(
+    host: &str,
+    user_prefixes: &'a BTreeMap<String, std::path::PathBuf>,
+) -> Option<&'a std::path::PathBuf> {
+    user_prefixes
+        .iter()
+        .find(|(prefix, _)| {
+            *prefix == host
+                || prefix
+                    .strip_prefix(host)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+        .map(|(_, file)| file)
+}
+
 /// The drop-in for `entries` (sorted by host, then owner); the second value lists
 /// (owner, problem). An empty text means no drop-in is wanted.
 pub(crate) fn render_dropin(entries: &[&Checked]) -> (String, Vec<(String, String)>) {

@@ -56,6 +56,9 @@ pub struct ContainerdTarget {
 pub struct CrioTarget {
     pub dropin_dir: PathBuf,
     pub certs_dir: PathBuf,
+    /// `[[registry]]` prefixes that `registries.conf` or another drop-in already configures
+    /// (prefix -> file): Dockyard's drop-in would replace those entries, so it leaves them.
+    pub user_prefixes: BTreeMap<String, PathBuf>,
 }
 
 /// The Docker engine's config.
@@ -65,6 +68,9 @@ pub struct DockerTarget {
     /// Its text, None when the file does not exist.
     pub daemon_json_text: Option<String>,
     pub certs_dir: PathBuf,
+    /// daemon.json keys the running dockerd has as flags (key -> flag), read from its
+    /// command line: the same setting in the file would stop dockerd.
+    pub flag_keys: BTreeMap<String, String>,
 }
 
 /// Looks at the node through `layout`.
@@ -123,20 +129,64 @@ pub fn discover(layout: &Layout) -> Discovered {
     }
     let crio_home = layout.crio_dropin_dir.parent().unwrap_or(Path::new("/"));
     if layout.on_host(crio_home).is_dir() {
+        let mut files = vec![crio_home.join("registries.conf")];
+        if let Ok(entries) = std::fs::read_dir(layout.on_host(&layout.crio_dropin_dir)) {
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".conf") && n != super::crio::DROPIN)
+                .collect();
+            names.sort();
+            files.extend(names.into_iter().map(|n| layout.crio_dropin_dir.join(n)));
+        }
+        let mut user_prefixes = BTreeMap::new();
+        for file in files {
+            if let Some(text) = read(&file) {
+                for prefix in super::crio::registry_prefixes(&text) {
+                    user_prefixes.insert(prefix, file.clone());
+                }
+            }
+        }
         found.crio = Some(CrioTarget {
             dropin_dir: layout.crio_dropin_dir.clone(),
             certs_dir: layout.crio_certs_dir.clone(),
+            user_prefixes,
         });
     }
     let docker_home = layout.docker_daemon_json.parent().unwrap_or(Path::new("/"));
     if layout.on_host(docker_home).is_dir() {
+        let flags = dockerd_command_line(layout)
+            .map(|args| super::docker::DockerdFlags::parse(&args))
+            .unwrap_or_default();
+        if let Some(file) = &flags.config_file
+            && Path::new(file) != layout.docker_daemon_json
+        {
+            found.problems.push(format!(
+                "dockerd reads {file} (its --config-file), not {}: point the agent's daemon.json path at it",
+                layout.docker_daemon_json.display()
+            ));
+        }
         found.docker = Some(DockerTarget {
             daemon_json: layout.docker_daemon_json.clone(),
             daemon_json_text: read(&layout.docker_daemon_json),
             certs_dir: layout.docker_certs_dir.clone(),
+            flag_keys: flags.keys,
         });
     }
     found
+}
+
+/// The running dockerd's arguments: the pid in its pid file, its `/proc/<pid>/cmdline` (the
+/// node's when the agent shares the host's pid namespace), if that process is a dockerd.
+fn dockerd_command_line(layout: &Layout) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(layout.on_host(&layout.docker_pid_file)).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    args.first()?.ends_with("dockerd").then_some(args)
 }
 
 /// The texts of the files an `imports` pattern names (relative patterns are relative to the

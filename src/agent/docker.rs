@@ -1,6 +1,7 @@
 //! Docker's `daemon.json`: the values Dockyard wants in `registry-mirrors` (Docker Hub
 //! mirrors only) and `insecure-registries`, merged into the user's file with every other
-//! byte kept (see `jsonedit`), and taken out again exactly. A value that was already there is
+//! byte kept (see `jsonedit`), and taken out again exactly (in two steps for a key Dockyard
+//! created: emptied, so that dockerd's reload drops the values, then removed). A value that was already there is
 //! never added again and never removed: it is not Dockyard's. Pure.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +36,45 @@ pub struct DaemonJsonEdit {
     pub record: DockerRecord,
     /// (key, value, why) for wanted values that could not be added.
     pub problems: Vec<(String, String, String)>,
+    /// A value was added or removed (dockerd must reload); false when only an empty key
+    /// Dockyard created was tidied away.
+    pub values_changed: bool,
+}
+
+/// What dockerd's command line says about its registry settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct DockerdFlags {
+    /// daemon.json keys given as flags (key -> the flag).
+    pub keys: BTreeMap<String, String>,
+    /// `--config-file`, when given.
+    pub config_file: Option<String>,
+}
+
+impl DockerdFlags {
+    /// Reads `args` (dockerd's argv, without interpretation beyond these flags).
+    pub(crate) fn parse(args: &[String]) -> DockerdFlags {
+        let mut flags = DockerdFlags::default();
+        let mut iter = args.iter().skip(1);
+        while let Some(arg) = iter.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_owned())),
+                None => (arg.as_str(), None),
+            };
+            match name {
+                "--registry-mirror" => {
+                    flags.keys.insert(MIRRORS.into(), name.into());
+                }
+                "--insecure-registry" => {
+                    flags.keys.insert(INSECURE.into(), name.into());
+                }
+                "--config-file" => {
+                    flags.config_file = inline.or_else(|| iter.next().cloned());
+                }
+                _ => {}
+            }
+        }
+        flags
+    }
 }
 
 /// Two spellings of one value: `https://m:5000/` is `https://m:5000`.
@@ -70,7 +110,10 @@ pub fn merge_daemon_json(
         r.map_err(|e| format!("daemon.json could not be edited ({e}); Dockyard leaves it as it is"))
     }
 
-    // Take out what is no longer wanted.
+    // Take out what is no longer wanted. dockerd's reload keeps its current value of a key
+    // that is absent from the file, so a key Dockyard created is first left as an empty
+    // list (the SIGHUP then clears it) and removed by a later merge.
+    let mut emptied_now = BTreeSet::new();
     for (key, values) in &previous.added {
         let keep = wanted.get(key);
         for value in values {
@@ -81,13 +124,14 @@ pub fn merge_daemon_json(
                 && let Some(index) = items.iter().position(|v| same(v, value))
             {
                 text = edit(jsonedit::remove_element(&text, range, index))?;
+                emptied_now.insert(key.clone());
             }
         }
     }
     for key in &previous.created_keys {
         let wanted_here = wanted.get(key).is_some_and(|w| !w.is_empty());
         if let Some((_, items)) = array_of(&text, key) {
-            if items.is_empty() && !wanted_here {
+            if items.is_empty() && !wanted_here && !emptied_now.contains(key) {
                 text = edit(jsonedit::remove_member(&text, key))?;
             } else {
                 record.created_keys.insert(key.clone());
@@ -124,6 +168,7 @@ pub fn merge_daemon_json(
             }
         }
     }
+    let values_changed = !emptied_now.is_empty() || record.added != previous.added;
     let empty = edit(jsonedit::members(&text))?.2.is_empty();
     let text = if created_file && empty {
         None
@@ -134,6 +179,7 @@ pub fn merge_daemon_json(
         text,
         record,
         problems,
+        values_changed,
     })
 }
 

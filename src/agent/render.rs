@@ -209,8 +209,19 @@ pub fn render(entries: &[Entry], discovered: &Discovered) -> Rendered {
         }
     }
 
-    let crio_wants = wanting(Runtime::Crio);
+    let mut crio_wants = wanting(Runtime::Crio);
     if let (Some(target), false) = (&discovered.crio, crio_wants.is_empty()) {
+        crio_wants.retain(|c| match crio::user_entry_for(&c.entry.host, &target.user_prefixes) {
+            None => true,
+            Some(file) => {
+                let host = &c.entry.host;
+                out.problem(&c.entry.owner, format!(
+                    "{} already has a [[registry]] for {host}, which Dockyard's drop-in would replace: add the mirror to it yourself ([[registry.mirror]] location = \"<mirror host:port>/{host}\"), or remove that entry",
+                    file.display()
+                ));
+                false
+            }
+        });
         let (text, problems) = crio::render_dropin(&crio_wants);
         for (owner, p) in problems {
             out.problem(&owner, p);
@@ -227,39 +238,45 @@ pub fn render(entries: &[Entry], discovered: &Discovered) -> Rendered {
 
     let docker_wants = wanting(Runtime::Docker);
     if let (Some(target), false) = (&discovered.docker, docker_wants.is_empty()) {
+        let mut values: Vec<(&str, String, &str)> = Vec::new();
         for c in &docker_wants {
-            let owner = c.entry.owner.clone();
-            let mut want = |key: &str, value: String| {
-                out.daemon_json
-                    .entry(key.to_owned())
-                    .or_default()
-                    .entry(value)
-                    .or_default()
-                    .insert(owner.clone());
-            };
+            let owner = c.entry.owner.as_str();
             match &c.mirror {
-                Some(m) if c.entry.host != "docker.io" => {
-                    let text = format!(
+                Some(_) if c.entry.host != "docker.io" => {
+                    out.problem(owner, format!(
                         "Docker mirrors only Docker Hub (docker.io), so it pulls {} directly, not through the mirror: leave docker out of this mirror's runtimes",
                         c.entry.host
-                    );
-                    out.problem(&owner, text);
-                    let _ = m;
+                    ));
                     continue;
                 }
                 Some(m) => {
-                    want(MIRRORS, m.url());
+                    values.push((MIRRORS, m.url(), owner));
                     if c.insecure {
-                        want(INSECURE, m.authority.clone());
+                        values.push((INSECURE, m.authority.clone(), owner));
                     }
                     if !c.entry.fallback {
-                        out.problem(&owner, "Docker always falls back to Docker Hub when its mirrors fail; the no-fallback setting does not apply to it".to_owned());
+                        out.problem(owner, "Docker always falls back to Docker Hub when its mirrors fail; the no-fallback setting does not apply to it".to_owned());
                     }
                 }
-                None if c.insecure => want(INSECURE, c.entry.host.clone()),
+                None if c.insecure => values.push((INSECURE, c.entry.host.clone(), owner)),
                 None => {}
             }
             cert_file(&mut out, Runtime::Docker, &target.certs_dir, c);
+        }
+        for (key, value, owner) in values {
+            if let Some(flag) = target.flag_keys.get(key) {
+                out.problem(owner, format!(
+                    "dockerd runs with {flag}, and dockerd refuses a setting given both as a flag and in daemon.json, so Dockyard leaves {key} alone: add {flag}={value} to dockerd's flags yourself"
+                ));
+                continue;
+            }
+            let owners = out
+                .daemon_json
+                .entry(key.to_owned())
+                .or_default()
+                .entry(value)
+                .or_default();
+            owners.insert(owner.to_owned());
         }
     }
 

@@ -132,9 +132,11 @@ fn sync_writes_the_files_once_and_a_second_sync_changes_nothing() {
     assert_eq!(snapshot(root.path()), written);
     assert_eq!(std::fs::metadata(&hosts).unwrap().ino(), inode, "rewritten");
 
-    // Everything removed: the node is byte for byte what it was.
+    // Everything removed: the node is byte for byte what it was (daemon.json's keys that
+    // Dockyard created go one sync after their values).
     let removed = sync(&layout, &[]);
     assert!(removed.changed);
+    sync(&layout, &[]);
     assert_eq!(snapshot(root.path()), before);
     assert!(!sync(&layout, &[]).changed);
 }
@@ -220,6 +222,28 @@ fn foreign_files_are_reported_and_never_touched() {
         std::fs::read_to_string(dir.join("hosts.toml")).unwrap(),
         theirs
     );
+}
+
+#[test]
+fn a_containerd_host_dir_with_someone_elses_certificates_gets_no_hosts_toml() {
+    let (root, layout) = node_dir();
+    // docker-style certs.d content, which containerd reads only while there is no hosts.toml.
+    let dir = root.path().join("etc/containerd/certs.d/docker.io");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.crt"), "their CA").unwrap();
+    let report = sync(&layout, &[hub()]);
+    let problems = &report.per_owner["RegistryMirror/ns/hub"].problems;
+    assert!(
+        problems.iter().any(|p| p.contains(
+            "/docker.io/ca.crt, which containerd reads only while the directory has no hosts.toml"
+        )),
+        "{problems:?}"
+    );
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["ca.crt"]);
 }
 
 #[test]

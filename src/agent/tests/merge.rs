@@ -1,5 +1,6 @@
 //! The daemon.json merge: whole expected files, values that were already there, invalid
-//! JSON, and a property test that merging then removing gives the original back.
+//! JSON, and a property test that merging then removing (two merges: values, then the
+//! emptied keys Dockyard created) gives the original back.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,8 +36,21 @@ fn values_are_merged_into_the_users_file_keeping_its_keys_order_and_layout() {
     let again = merge_daemon_json(Some(&merged), &edit.record, &wanted).unwrap();
     assert_eq!(again.text.as_deref(), Some(merged.as_str()));
     assert_eq!(again.record, edit.record);
-    // Wanting nothing any more gives back the user's bytes.
-    let removed = merge_daemon_json(Some(&merged), &edit.record, &BTreeMap::new()).unwrap();
+    assert!(!again.values_changed);
+    // Wanting nothing any more: the values go at once (a key Dockyard created stays empty,
+    // so that dockerd's reload clears it), then the key, giving back the user's bytes.
+    let emptied = merge_daemon_json(Some(&merged), &edit.record, &BTreeMap::new()).unwrap();
+    assert!(emptied.values_changed);
+    let text = emptied.text.unwrap();
+    assert_eq!(
+        text,
+        USER.replace(
+            "\"/srv/docker\"\n",
+            "\"/srv/docker\",\n    \"registry-mirrors\": []\n"
+        )
+    );
+    let removed = merge_daemon_json(Some(&text), &emptied.record, &BTreeMap::new()).unwrap();
+    assert!(!removed.values_changed);
     assert_eq!(removed.text.as_deref(), Some(USER));
     assert_eq!(removed.record, DockerRecord::default());
 }
@@ -60,7 +74,13 @@ fn a_file_dockyard_created_goes_again_and_broken_json_is_never_overwritten() {
         Some("{\"registry-mirrors\": [\"https://m:5000\"]}\n")
     );
     assert!(edit.record.created_file);
-    let removed = merge_daemon_json(edit.text.as_deref(), &edit.record, &BTreeMap::new()).unwrap();
+    let emptied = merge_daemon_json(edit.text.as_deref(), &edit.record, &BTreeMap::new()).unwrap();
+    assert_eq!(
+        emptied.text.as_deref(),
+        Some("{\"registry-mirrors\": []}\n")
+    );
+    let removed =
+        merge_daemon_json(emptied.text.as_deref(), &emptied.record, &BTreeMap::new()).unwrap();
     assert_eq!(removed.text, None);
 
     for broken in ["{\"debug\": true,}", "[1]", "{\"a\": 1", "\"x\""] {
@@ -75,6 +95,51 @@ fn a_file_dockyard_created_goes_again_and_broken_json_is_never_overwritten() {
     .unwrap();
     assert_eq!(e.text.as_deref(), Some("{\"registry-mirrors\": \"x\"}"));
     assert!(e.problems[0].2.contains("is not a list of strings"));
+}
+
+#[test]
+fn dockerd_flags_that_daemon_json_must_not_repeat_are_found() {
+    let args: Vec<String> = [
+        "/usr/bin/dockerd",
+        "-H",
+        "fd://",
+        "--registry-mirror=https://m.example",
+        "--insecure-registry",
+        "10.0.0.1:5000",
+        "--config-file",
+        "/etc/docker/other.json",
+    ]
+    .map(String::from)
+    .into();
+    let flags = crate::agent::docker::DockerdFlags::parse(&args);
+    assert_eq!(
+        flags.keys.keys().collect::<Vec<_>>(),
+        ["insecure-registries", "registry-mirrors"]
+    );
+    assert_eq!(flags.config_file.as_deref(), Some("/etc/docker/other.json"));
+    assert_eq!(
+        crate::agent::docker::DockerdFlags::parse(&["dockerd".to_owned()]),
+        Default::default()
+    );
+
+    // A key dockerd has as a flag is left out of daemon.json and the owner is told.
+    let mut node = super::node(Some("{}"));
+    node.docker.as_mut().unwrap().flag_keys = flags.keys;
+    let e = super::mirror(
+        "RegistryMirror/ns/hub",
+        "docker.io",
+        "http://10.0.0.1:5000",
+        false,
+    );
+    let r = crate::agent::render(&[e], &node);
+    assert!(r.daemon_json.is_empty(), "{:?}", r.daemon_json);
+    let problems = &r.problems["RegistryMirror/ns/hub"];
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("dockerd runs with --registry-mirror")),
+        "{problems:?}"
+    );
 }
 
 /// A JSON object text in one of several layouts, with arbitrary members (some of them the
@@ -148,7 +213,9 @@ proptest! {
                 prop_assert_eq!(value.get(k), Some(v));
             }
         }
-        let removed = merge_daemon_json(Some(&text), &merged.record, &BTreeMap::new()).unwrap();
+        let emptied = merge_daemon_json(Some(&text), &merged.record, &BTreeMap::new()).unwrap();
+        let emptied_text = emptied.text.unwrap();
+        let removed = merge_daemon_json(Some(&emptied_text), &emptied.record, &BTreeMap::new()).unwrap();
         let back = removed.text.unwrap();
         prop_assert_eq!(serde_json::from_str::<serde_json::Value>(&back).unwrap(), before);
         if merged.record.added.is_empty() {

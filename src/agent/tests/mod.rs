@@ -49,11 +49,13 @@ pub(super) fn node(daemon_json: Option<&str>) -> Discovered {
         crio: Some(CrioTarget {
             dropin_dir: "/etc/containers/registries.conf.d".into(),
             certs_dir: "/etc/containers/certs.d".into(),
+            user_prefixes: Default::default(),
         }),
         docker: Some(DockerTarget {
             daemon_json: "/etc/docker/daemon.json".into(),
             daemon_json_text: daemon_json.map(str::to_owned),
             certs_dir: "/etc/docker/certs.d".into(),
+            flag_keys: Default::default(),
         }),
         problems: Vec::new(),
     }

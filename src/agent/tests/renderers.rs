@@ -334,3 +334,57 @@ fn an_owner_whose_runtimes_are_all_absent_is_told() {
             .starts_with("none of the runtimes it asks for (crio)")
     );
 }
+
+#[test]
+fn a_host_the_users_registries_conf_configures_is_left_to_it_and_reported() {
+    let mut d = node(None);
+    let prefixes = crate::agent::crio::registry_prefixes(
+        "unqualified-search-registries = [\"docker.io\"]\n[[registry]]\nprefix = \"quay.io/team\"\nlocation = \"q.example/team\"\n[[registry]]\nlocation = \"ghcr.io\"\n",
+    );
+    assert_eq!(prefixes, ["quay.io/team", "ghcr.io"]);
+    d.crio.as_mut().unwrap().user_prefixes = prefixes
+        .into_iter()
+        .map(|p| (p, PathBuf::from("/etc/containers/registries.conf")))
+        .collect();
+    let only_crio = |mut e: Entry| {
+        e.runtimes = [Runtime::Crio].into();
+        e
+    };
+    let entries = [
+        only_crio(mirror(
+            "RegistryMirror/ns/q",
+            "quay.io",
+            "http://10.0.0.1:5000",
+            false,
+        )),
+        only_crio(mirror(
+            "RegistryMirror/ns/g",
+            "ghcr.io",
+            "http://10.0.0.1:5000",
+            false,
+        )),
+        only_crio(mirror(
+            "RegistryMirror/ns/hub",
+            "docker.io",
+            "http://10.0.0.1:5000",
+            false,
+        )),
+    ];
+    let r = render(&entries, &d);
+    assert_eq!(
+        file(&r, "/etc/containers/registries.conf.d/50-dockyard.conf"),
+        format!(
+            "{MARK_HUB}\n[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n\n[[registry.mirror]]\nlocation = \"10.0.0.1:5000/docker.io\"\ninsecure = true\n"
+        )
+    );
+    for owner in ["RegistryMirror/ns/q", "RegistryMirror/ns/g"] {
+        assert_eq!(r.problems[owner].len(), 1);
+        assert!(
+            r.problems[owner][0]
+                .starts_with("/etc/containers/registries.conf already has a [[registry]] for"),
+            "{:?}",
+            r.problems
+        );
+    }
+    assert!(r.problems["RegistryMirror/ns/hub"].is_empty());
+}

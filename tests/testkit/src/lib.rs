@@ -10,6 +10,7 @@ pub mod containerd;
 pub mod dockerd;
 pub mod http;
 pub mod kube;
+pub mod mirror;
 pub mod oci;
 pub mod operator;
 pub mod podman;

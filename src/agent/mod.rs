@@ -53,19 +53,8 @@ pub use docker::{DaemonJsonEdit, merge_daemon_json};
 pub use host::validate_host;
 pub use render::{FileSpec, Rendered, render};
 
-/// A container runtime the agent configures.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Runtime {
-    /// containerd (also k3s / rke2's embedded containerd): `hosts.toml` under `config_path`.
-    Containerd,
-    /// CRI-O, and everything else built on containers/image: a `registries.conf.d` drop-in.
-    Crio,
-    /// The Docker engine: `daemon.json` (`registry-mirrors` mirrors Docker Hub only).
-    Docker,
-}
+/// A container runtime the agent configures (the resources' `nodes.runtimes`).
+pub use crate::operator::crd::Runtime;
 
 /// What one resource asks of this node for one registry host.
 #[derive(Debug, Clone, PartialEq, Eq)]

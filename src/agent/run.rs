@@ -27,8 +27,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 
-use super::{Endpoint, Entry, Layout, Report, Runtime};
-use crate::operator::crd;
+use super::{Endpoint, Entry, Layout, Report};
 use crate::operator::nodeplan::{
     NodePlan, NodeReport, OwnerReport, PLAN_KEY, PLAN_LABEL, REPORT_ANNOTATION, REPORT_LABEL,
     REPORT_SECONDS, report_name,
@@ -77,19 +76,11 @@ pub fn entries_for(node: &Node, plans: &[NodePlan]) -> Vec<Entry> {
                     insecure: e.plain_http,
                 }),
                 ca_pem: e.ca_pem.clone(),
-                runtimes: e.runtimes.iter().map(|r| runtime(*r)).collect(),
+                runtimes: e.runtimes.clone(),
                 fallback: e.fallback,
             })
         })
         .collect()
-}
-
-fn runtime(r: crd::Runtime) -> Runtime {
-    match r {
-        crd::Runtime::Containerd => Runtime::Containerd,
-        crd::Runtime::Crio => Runtime::Crio,
-        crd::Runtime::Docker => Runtime::Docker,
-    }
 }
 
 /// What to report for `report` of the `plans` selecting `node`.

@@ -9,7 +9,7 @@ pub mod name;
 pub mod path;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
-pub use host::{HostError, validate_host};
+pub use host::validate_host;
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest};
 pub use name::{NameError, Reference, RepoName, Tag};
 pub use path::{Route, RouteError};

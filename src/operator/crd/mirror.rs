@@ -80,7 +80,7 @@ pub struct Upstream {
     /// The registry host as image names spell it: `docker.io`, `ghcr.io`,
     /// `registry.example.com:5000`.
     #[schemars(length(min = 1, max = 261))]
-    #[x_kube(validation = Rule::new("self.matches('^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)(\\\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*(:[0-9]{1,5})?$') || self.matches('^\\\\[[0-9A-Fa-f:.]+\\\\](:[0-9]{1,5})?$')").message("upstreams[].host is a registry host as image names spell it, like docker.io, ghcr.io or registry.example.com:5000: no scheme, path or spaces"))]
+    #[x_kube(validation = Rule::new("self.matches('^([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\\\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?$') || self.matches('^\\\\[[0-9A-Fa-f:.]+\\\\](:[0-9]{1,5})?$')").message("upstreams[].host is a registry host as image names spell it, like docker.io, ghcr.io or registry.example.com:5000: lowercase, no scheme, path or spaces"))]
     pub host: String,
     /// Where the upstream's API is, when not `https://<host>` (`https://registry-1.docker.io`
     /// for docker.io).

@@ -4,13 +4,17 @@
 //! and the ClusterRole and leader-election Role cover what the operator does: `kubectl auth
 //! can-i` as its ServiceAccount, and the operator itself run as that ServiceAccount (an
 //! impersonating kubeconfig) reconciling a Registry with users, cert-manager TLS and pull
-//! Secrets in another namespace without a single "forbidden".
+//! Secrets in another namespace without a single "forbidden". The node agent's DaemonSet is
+//! confined (the host directories it needs, no capabilities) and its RBAC only reads plans
+//! and Nodes and writes its report Lease: the operator and a real `dockyard node-agent`, each
+//! as its own ServiceAccount, configure a node for `examples/registrymirror.yaml`.
 
 use dockyard_testkit as common;
 
 use std::fs;
-use std::path::Path;
-use std::process::Command;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,6 +27,9 @@ const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/dockyard");
 const RELEASE: &str = "dockyard";
 const NAMESPACE: &str = "dockyard-system";
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:dockyard-system:dockyard-operator";
+/// The node agent's ServiceAccount (`<fullname>-node-agent` in node-agent.yaml).
+const AGENT_ACCOUNT: &str = "system:serviceaccount:dockyard-system:dockyard-node-agent";
+const AGENT: &str = "dockyard-node-agent";
 
 /// `helm` with private cache/config/data dirs, so tests never touch the user's.
 fn helm(args: &[&str]) -> String {
@@ -58,6 +65,12 @@ fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     docs.iter()
         .find(|d| d["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind} rendered"))
+}
+
+fn find_named<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
 }
 
 fn env_value<'a>(container: &'a Value, name: &str) -> &'a Value {
@@ -184,6 +197,160 @@ fn chart_lints_and_renders_a_hardened_operator() {
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
 }
 
+/// The node path mounted at `mount_path` in the agent's container: (hostPath, type, readOnly).
+fn host_mount(pod: &Value, mount_path: &str) -> (String, String, bool) {
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_sequence()
+        .and_then(|mounts| mounts.iter().find(|m| m["mountPath"] == mount_path))
+        .unwrap_or_else(|| panic!("nothing mounted at {mount_path}: {pod:?}"));
+    let volume = pod["volumes"]
+        .as_sequence()
+        .and_then(|volumes| volumes.iter().find(|v| v["name"] == mount["name"]))
+        .unwrap_or_else(|| panic!("no volume for {mount:?}"));
+    let host = &volume["hostPath"];
+    (
+        host["path"].as_str().expect("a hostPath volume").to_owned(),
+        host["type"].as_str().expect("a hostPath type").to_owned(),
+        mount["readOnly"] == true,
+    )
+}
+
+#[test]
+fn chart_renders_a_confined_node_agent() {
+    let docs = documents(&render(&[]));
+    for kind in [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ] {
+        let object = find_named(&docs, kind, AGENT);
+        if kind.ends_with("Binding") {
+            assert_eq!(object["subjects"][0]["name"], AGENT, "{kind}");
+            assert_eq!(object["roleRef"]["name"], AGENT, "{kind}");
+        }
+    }
+    let daemon_set = find_named(&docs, "DaemonSet", AGENT);
+    assert_eq!(daemon_set["metadata"]["namespace"], NAMESPACE);
+    let pod = &daemon_set["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], AGENT);
+    assert_eq!(pod["hostPID"], false, "hostPID only with nodeAgent.reload");
+    assert_eq!(pod["hostNetwork"], Value::Null);
+    let everything: Value = serde_yaml::from_str("[{operator: Exists}]").expect("yaml");
+    assert_eq!(
+        pod["tolerations"], everything,
+        "every node, tainted ones too"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["image"],
+        find(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"],
+        "the operator's image"
+    );
+    let node_agent: Value = serde_yaml::from_str("[node-agent]").expect("yaml");
+    assert_eq!(container["args"], node_agent);
+    for (name, field) in [
+        ("NODE_NAME", "spec.nodeName"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        assert_eq!(
+            env_value(container, name)["valueFrom"]["fieldRef"]["fieldPath"],
+            field
+        );
+    }
+    for (name, value) in [
+        ("DOCKYARD_HOST_ROOT", "/host"),
+        ("DOCKYARD_CONTAINERD_CONFIG", "/etc/containerd/config.toml"),
+        ("DOCKYARD_STATE_DIR", "/var/lib/dockyard/node-agent"),
+        ("DOCKYARD_RELOAD_DOCKER", "false"),
+        ("DOCKYARD_RELOAD_CRIO", "false"),
+        ("DOCKYARD_RESYNC_SECONDS", "30"),
+        ("DOCKYARD_METRICS_ADDR", "0.0.0.0:8081"),
+    ] {
+        assert_eq!(env_value(container, name)["value"], value, "{name}");
+    }
+    assert_eq!(container["ports"][0]["containerPort"], 8081);
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["privileged"], Value::Null);
+    let drop_all: Value = serde_yaml::from_str("[ALL]").expect("yaml");
+    assert_eq!(security["capabilities"]["drop"], drop_all);
+    assert_eq!(security["capabilities"]["add"], Value::Null);
+    // The node's /etc, the state dir and /run (read-only, for pid files and the socket):
+    // nothing else of the host.
+    assert_eq!(
+        host_mount(pod, "/host/etc"),
+        ("/etc".into(), "Directory".into(), false)
+    );
+    assert_eq!(
+        host_mount(pod, "/host/var/lib/dockyard/node-agent"),
+        (
+            "/var/lib/dockyard/node-agent".into(),
+            "DirectoryOrCreate".into(),
+            false
+        )
+    );
+    assert_eq!(
+        host_mount(pod, "/host/run"),
+        ("/run".into(), "Directory".into(), true)
+    );
+    assert_eq!(pod["volumes"].as_sequence().map(Vec::len), Some(3));
+
+    // Values reach the DaemonSet: host paths, containerd's config, state dir, resync, port, reload.
+    let docs = documents(&render(&[
+        "nodeAgent.hostPaths={/etc,/var/lib/rancher}",
+        "nodeAgent.containerdConfig=/var/lib/rancher/k3s/agent/etc/containerd/config.toml",
+        "nodeAgent.stateDir=/var/lib/dockyard-agent",
+        "nodeAgent.resyncSeconds=120",
+        "nodeAgent.metricsPort=9091",
+        "nodeAgent.reload=true",
+    ]));
+    let pod = &find_named(&docs, "DaemonSet", AGENT)["spec"]["template"]["spec"];
+    assert_eq!(pod["hostPID"], true, "signals to dockerd and CRI-O");
+    let container = &pod["containers"][0];
+    for (name, value) in [
+        (
+            "DOCKYARD_CONTAINERD_CONFIG",
+            "/var/lib/rancher/k3s/agent/etc/containerd/config.toml",
+        ),
+        ("DOCKYARD_STATE_DIR", "/var/lib/dockyard-agent"),
+        ("DOCKYARD_RELOAD_DOCKER", "true"),
+        ("DOCKYARD_RELOAD_CRIO", "true"),
+        ("DOCKYARD_RESYNC_SECONDS", "120"),
+        ("DOCKYARD_METRICS_ADDR", "0.0.0.0:9091"),
+    ] {
+        assert_eq!(env_value(container, name)["value"], value, "{name}");
+    }
+    assert_eq!(container["ports"][0]["containerPort"], 9091);
+    for path in ["/etc", "/var/lib/rancher"] {
+        assert_eq!(
+            host_mount(pod, &format!("/host{path}")),
+            (path.into(), "Directory".into(), false)
+        );
+    }
+    assert_eq!(
+        host_mount(pod, "/host/var/lib/dockyard-agent"),
+        (
+            "/var/lib/dockyard-agent".into(),
+            "DirectoryOrCreate".into(),
+            false
+        )
+    );
+    assert_eq!(pod["volumes"].as_sequence().map(Vec::len), Some(4));
+
+    // Off: no DaemonSet and none of the agent's RBAC; the operator is unchanged.
+    let docs = documents(&render(&["nodeAgent.enabled=false"]));
+    let agent_objects: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "DaemonSet" || d["metadata"]["name"] == AGENT)
+        .collect();
+    assert!(agent_objects.is_empty(), "{agent_objects:?}");
+    find(&docs, "Deployment");
+}
+
 /// A stand-in for cert-manager's Certificate CRD: any object, so server-side apply works.
 const CERTIFICATE_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -218,15 +385,15 @@ spec:
     namespaces: [team-b]
 ";
 
-/// `kubectl auth can-i` as the operator's ServiceAccount; `resource` may name a subresource
-/// after a slash (`registries.dockyard.dev/status`).
-fn can_i(kube: &KubeApi, verb: &str, resource: &str, namespace: Option<&str>) -> bool {
+/// `kubectl auth can-i` as the ServiceAccount `who`; `resource` may name a subresource after
+/// a slash (`registries.dockyard.dev/status`); no namespace means every namespace.
+fn can_i(kube: &KubeApi, who: &str, verb: &str, resource: &str, namespace: Option<&str>) -> bool {
     let (resource, subresource) = match resource.split_once('/') {
         Some((resource, sub)) => (resource, Some(sub)),
         None => (resource, None),
     };
     let subresource = subresource.map(|s| format!("--subresource={s}"));
-    let mut args = vec!["auth", "can-i", "--as", SERVICE_ACCOUNT, verb, resource];
+    let mut args = vec!["auth", "can-i", "--as", who, verb, resource];
     args.extend(subresource.as_deref());
     match namespace {
         Some(ns) => args.extend(["-n", ns]),
@@ -238,21 +405,106 @@ fn can_i(kube: &KubeApi, verb: &str, resource: &str, namespace: Option<&str>) ->
 
 /// Polls `kubectl get ARGS` until it succeeds with a non-empty output; returns the output.
 fn wait_get(kube: &KubeApi, args: &[&str], operator: &Operator) -> String {
+    wait_get_until(kube, args, &operator.log, |out| !out.trim().is_empty())
+}
+
+/// Polls `kubectl get ARGS` until it succeeds with an output `done` accepts; returns the
+/// output. A timeout shows the log at `log`.
+fn wait_get_until(
+    kube: &KubeApi,
+    args: &[&str],
+    log: &Path,
+    done: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut get = vec!["get"];
     get.extend(args);
     loop {
         let outcome = kube.kubectl_capture(&get);
-        if outcome.status.success() && !outcome.stdout.trim().is_empty() {
+        if outcome.status.success() && done(&outcome.stdout) {
             return outcome.stdout;
         }
         assert!(
             Instant::now() < deadline,
-            "`kubectl get {args:?}` stayed empty: {}\n{}",
+            "`kubectl get {args:?}` never got there: {:?} {}\n{}",
+            outcome.stdout,
             outcome.stderr,
-            operator.log()
+            fs::read_to_string(log).unwrap_or_default()
         );
         thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// An admin kubeconfig turned into one that impersonates `who`.
+fn kubeconfig_as(kube: &KubeApi, file: &str, who: &str) -> PathBuf {
+    let admin = fs::read_to_string(kube.kubeconfig_path()).expect("read kubeconfig");
+    let impersonating = admin.replacen("  user:\n", &format!("  user:\n    as: {who}\n"), 1);
+    assert_ne!(admin, impersonating, "kubeconfig layout changed");
+    kube.manifest(file, &impersonating)
+}
+
+/// `dockyard node-agent` for node `node` whose root is `root`, with `kubeconfig`, the
+/// chart's namespace and a 5-second resync; stopped by PID when dropped.
+struct NodeAgent {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl NodeAgent {
+    fn start(kube: &KubeApi, kubeconfig: &Path, node: &str, root: &Path) -> NodeAgent {
+        let log = kube.dir().join(format!("node-agent-{node}.log"));
+        let out = fs::File::create(&log).expect("create agent log");
+        let err = out.try_clone().expect("clone log handle");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(common::dockyard_bin())
+            .arg("node-agent")
+            .env("KUBECONFIG", kubeconfig)
+            .env("NODE_NAME", node)
+            .env("POD_NAMESPACE", NAMESPACE)
+            .env("DOCKYARD_HOST_ROOT", root)
+            .env("DOCKYARD_METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .env("DOCKYARD_RESYNC_SECONDS", "5")
+            .env("RUST_LOG", "info,dockyard=debug")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start dockyard node-agent");
+        NodeAgent {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, and the exit status.
+    fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("agent still running");
+        common::server::signal(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().expect("wait for the agent") {
+                return status;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the node agent ignored SIGTERM:\n{}", self.log());
+    }
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            common::server::stop_child(child, Duration::from_secs(5));
+        }
     }
 }
 
@@ -279,10 +531,19 @@ fn chart_applies_and_its_rbac_covers_the_operator() {
         kube.kubectl(&["create", "namespace", ns]);
     }
 
-    // Every rendered object is admitted, with defaults and with replicas 2 and a watched namespace.
+    // Every rendered object is admitted: with defaults, with replicas 2 and a watched
+    // namespace, with the agent's reloads and more host paths, and without the agent.
     for (name, sets) in [
         ("default.yaml", vec![]),
         ("custom.yaml", vec!["replicas=2", "watchNamespace=apps"]),
+        (
+            "agent.yaml",
+            vec![
+                "nodeAgent.reload=true",
+                "nodeAgent.hostPaths={/etc,/var/lib/rancher}",
+            ],
+        ),
+        ("no-agent.yaml", vec!["nodeAgent.enabled=false"]),
     ] {
         let rendered = kube.manifest(name, &render(&sets));
         let path = rendered.to_str().expect("utf-8 path");
@@ -290,6 +551,12 @@ fn chart_applies_and_its_rbac_covers_the_operator() {
         assert!(
             dry.contains("deployment.apps/dockyard-operator created (server dry run)"),
             "{dry}"
+        );
+        let agent = format!("daemonset.apps/{AGENT} created (server dry run)");
+        assert_eq!(
+            dry.contains(&agent),
+            name != "no-agent.yaml",
+            "{name}: {dry}"
         );
     }
     let rendered = kube.manifest("install.yaml", &render(&[]));
@@ -302,6 +569,13 @@ fn chart_applies_and_its_rbac_covers_the_operator() {
         ("patch", "registries.dockyard.dev"),
         ("patch", "registries.dockyard.dev/status"),
         ("update", "registries.dockyard.dev/finalizers"),
+        ("list", "registrymirrors.dockyard.dev"),
+        ("watch", "registrymirrors.dockyard.dev"),
+        ("patch", "registrymirrors.dockyard.dev"),
+        ("patch", "registrymirrors.dockyard.dev/status"),
+        ("update", "registrymirrors.dockyard.dev/finalizers"),
+        ("list", "nodes"),
+        ("watch", "nodes"),
         ("watch", "deployments.apps"),
         ("patch", "deployments.apps"),
         ("create", "services"),
@@ -320,14 +594,23 @@ fn chart_applies_and_its_rbac_covers_the_operator() {
     ];
     for (verb, resource) in cluster_wide {
         assert!(
-            can_i(&kube, verb, resource, None),
+            can_i(&kube, SERVICE_ACCOUNT, verb, resource, None),
             "cannot {verb} {resource}"
         );
     }
-    for verb in ["get", "create", "patch"] {
+    // In its own namespace: the leader-election Lease, the agents' report Leases, and
+    // deleting a withdrawn node plan.
+    for (verb, resource) in [
+        ("get", "leases.coordination.k8s.io"),
+        ("create", "leases.coordination.k8s.io"),
+        ("patch", "leases.coordination.k8s.io"),
+        ("list", "leases.coordination.k8s.io"),
+        ("watch", "leases.coordination.k8s.io"),
+        ("delete", "configmaps"),
+    ] {
         assert!(
-            can_i(&kube, verb, "leases.coordination.k8s.io", Some(NAMESPACE)),
-            "cannot {verb} leases in {NAMESPACE}"
+            can_i(&kube, SERVICE_ACCOUNT, verb, resource, Some(NAMESPACE)),
+            "cannot {verb} {resource} in {NAMESPACE}"
         );
     }
     // ... and what it never does is not.
@@ -339,25 +622,65 @@ fn chart_applies_and_its_rbac_covers_the_operator() {
         ("update", "registries.dockyard.dev/status", Some("apps")),
         ("create", "clusterroles.rbac.authorization.k8s.io", None),
         ("get", "nodes", None),
+        ("patch", "nodes", None),
+        ("delete", "configmaps", Some("apps")),
         ("delete", "namespaces", None),
         ("impersonate", "serviceaccounts", None),
     ];
     for (verb, resource, namespace) in refused {
         assert!(
-            !can_i(&kube, verb, resource, namespace),
+            !can_i(&kube, SERVICE_ACCOUNT, verb, resource, namespace),
             "may {verb} {resource} in {namespace:?}"
         );
     }
 
+    // The node agent reads plans and Nodes and writes its report Lease ...
+    for (verb, resource, namespace) in [
+        ("get", "configmaps", Some(NAMESPACE)),
+        ("list", "configmaps", Some(NAMESPACE)),
+        ("watch", "configmaps", Some(NAMESPACE)),
+        ("get", "leases.coordination.k8s.io", Some(NAMESPACE)),
+        ("create", "leases.coordination.k8s.io", Some(NAMESPACE)),
+        ("patch", "leases.coordination.k8s.io", Some(NAMESPACE)),
+        ("get", "nodes", None),
+        ("list", "nodes", None),
+        ("watch", "nodes", None),
+    ] {
+        assert!(
+            can_i(&kube, AGENT_ACCOUNT, verb, resource, namespace),
+            "the agent cannot {verb} {resource} in {namespace:?}"
+        );
+    }
+    // ... and nothing else: no Secrets, no writing plans (one agent's forged plan would be
+    // applied by every node), no other namespace's Leases, no Nodes or Dockyard resources.
+    for (verb, resource, namespace) in [
+        ("get", "secrets", Some(NAMESPACE)),
+        ("get", "secrets", None),
+        ("list", "secrets", None),
+        ("create", "configmaps", Some(NAMESPACE)),
+        ("patch", "configmaps", Some(NAMESPACE)),
+        ("update", "configmaps", Some(NAMESPACE)),
+        ("delete", "configmaps", Some(NAMESPACE)),
+        ("list", "configmaps", Some("apps")),
+        ("delete", "leases.coordination.k8s.io", Some(NAMESPACE)),
+        ("get", "leases.coordination.k8s.io", Some("kube-system")),
+        ("patch", "leases.coordination.k8s.io", Some("kube-system")),
+        ("patch", "nodes", None),
+        ("patch", "nodes/status", None),
+        ("get", "registries.dockyard.dev", None),
+        ("patch", "registries.dockyard.dev", None),
+        ("patch", "registrymirrors.dockyard.dev/status", None),
+        ("list", "pods", None),
+        ("create", "pods", Some(NAMESPACE)),
+    ] {
+        assert!(
+            !can_i(&kube, AGENT_ACCOUNT, verb, resource, namespace),
+            "the agent may {verb} {resource} in {namespace:?}"
+        );
+    }
+
     // The operator itself, as that ServiceAccount, reconciles a Registry that needs every rule.
-    let admin = fs::read_to_string(kube.kubeconfig_path()).expect("read kubeconfig");
-    let as_operator = admin.replacen(
-        "  user:\n",
-        &format!("  user:\n    as: {SERVICE_ACCOUNT}\n"),
-        1,
-    );
-    assert_ne!(admin, as_operator, "kubeconfig layout changed");
-    let kubeconfig = kube.manifest("operator.kubeconfig", &as_operator);
+    let kubeconfig = kubeconfig_as(&kube, "operator.kubeconfig", SERVICE_ACCOUNT);
     kube.kubectl(&[
         "-n",
         "apps",
@@ -427,6 +750,115 @@ fn chart_applies_and_its_rbac_covers_the_operator() {
             "jsonpath={.status.conditions}",
         ],
         &operator,
+    );
+
+    // examples/registrymirror.yaml: the operator publishes its node plan, and a real node
+    // agent, as the agent's ServiceAccount, configures a node's containerd and reports it.
+    let applied = kube.apply(
+        "registrymirror.yaml",
+        include_str!("../examples/registrymirror.yaml"),
+    );
+    assert!(
+        applied.status.success(),
+        "apply examples/registrymirror.yaml: {applied:?}"
+    );
+    let node = "node-a";
+    let node_object = format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {node}}}\n");
+    assert!(kube.apply("node.yaml", &node_object).status.success());
+    let plans = wait_get(
+        &kube,
+        &[
+            "-n",
+            NAMESPACE,
+            "configmap",
+            "-l",
+            "dockyard.dev/node-plan=true",
+            "-o",
+            "name",
+        ],
+        &operator,
+    );
+    assert!(plans.contains("dockyard-plan-registrymirror-"), "{plans}");
+    let cluster_ip = wait_get(
+        &kube,
+        &[
+            "-n",
+            "registry",
+            "service",
+            "upstreams",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+        &operator,
+    );
+    let root = tempfile::tempdir().expect("node root");
+    let containerd = root.path().join("etc/containerd");
+    fs::create_dir_all(&containerd).expect("create etc/containerd");
+    fs::write(
+        containerd.join("config.toml"),
+        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n",
+    )
+    .expect("write containerd config");
+    let agent_kubeconfig = kubeconfig_as(&kube, "agent.kubeconfig", AGENT_ACCOUNT);
+    let mut agent = NodeAgent::start(&kube, &agent_kubeconfig, node, root.path());
+    let lease = format!("dockyard-node-{node}");
+    let holder = wait_get_until(
+        &kube,
+        &[
+            "-n",
+            NAMESPACE,
+            "lease",
+            &lease,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        &agent.log,
+        |out| !out.is_empty(),
+    );
+    assert_eq!(holder, node);
+    wait_get_until(
+        &kube,
+        &[
+            "-n",
+            "registry",
+            "registrymirror",
+            "upstreams",
+            "-o",
+            "jsonpath={.status.nodes.summary}",
+        ],
+        &operator.log,
+        |out| out == "1/1",
+    );
+    for (host, upstream) in [
+        ("docker.io", "https://registry-1.docker.io"),
+        ("ghcr.io", "https://ghcr.io"),
+        ("quay.io", "https://quay.io"),
+    ] {
+        let hosts_toml = root
+            .path()
+            .join("etc/containerd/certs.d")
+            .join(host)
+            .join("hosts.toml");
+        let text = fs::read_to_string(&hosts_toml)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", hosts_toml.display(), agent.log()));
+        assert!(text.contains(&format!("server = \"{upstream}\"")), "{text}");
+        assert!(
+            text.contains(&format!("[host.\"https://{cluster_ip}:5000\"]")),
+            "{text}"
+        );
+    }
+    let status = agent.terminate();
+    assert!(status.success(), "agent exit: {status}\n{}", agent.log());
+    let agent_log = agent.log();
+    assert!(
+        !agent_log.to_lowercase().contains("forbidden"),
+        "the node agent was refused something:\n{agent_log}"
+    );
+    assert!(
+        root.path()
+            .join("etc/containerd/certs.d/docker.io/hosts.toml")
+            .is_file(),
+        "the agent's configuration stays when it stops"
     );
 
     operator.settle();

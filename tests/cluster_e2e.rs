@@ -14,6 +14,8 @@ mod docker;
 mod fixture;
 #[path = "cluster_e2e/install.rs"]
 mod install;
+#[path = "cluster_e2e/mirror.rs"]
+mod mirror;
 #[path = "cluster_e2e/registry.rs"]
 mod registry;
 #[path = "cluster_e2e/status.rs"]

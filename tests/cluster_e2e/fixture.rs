@@ -233,6 +233,27 @@ impl Cluster {
             &format!("image.tag={tag}"),
             "--set",
             "image.pullPolicy=Never",
+            // The node agent writes the test bed's private containerd config: its config
+            // file, its config_path and the agent's state all live under the cluster's dir.
+            "--set",
+            &format!("nodeAgent.hostPaths={{{}}}", self.dir.display()),
+            "--set",
+            &format!(
+                "nodeAgent.containerdConfig={}",
+                self.dir.join("containerd/config.toml").display()
+            ),
+            "--set",
+            &format!(
+                "nodeAgent.containerdSocket={}",
+                self.env["MC_CONTAINERD_SOCK"]
+            ),
+            "--set",
+            &format!(
+                "nodeAgent.stateDir={}",
+                self.dir.join("node-agent").display()
+            ),
+            "--set",
+            "nodeAgent.resyncSeconds=10",
             "--wait",
             "--timeout",
             "120s",

@@ -50,9 +50,17 @@ pub struct ServerBuilder {
     env: Vec<(String, String)>,
     delete_enabled: bool,
     https: bool,
+    all_interfaces: bool,
 }
 
 impl ServerBuilder {
+    /// Listen on every interface (still reached at `127.0.0.1:PORT` by [`Server::addr`]), so
+    /// pods on a test bridge reach it at the bridge's address. Dockyard only.
+    pub fn all_interfaces(mut self) -> Self {
+        self.all_interfaces = true;
+        self
+    }
+
     pub fn target(mut self, target: Target) -> Self {
         self.target = target;
         self
@@ -131,6 +139,7 @@ impl Server {
             env: Vec::new(),
             delete_enabled: false,
             https: false,
+            all_interfaces: false,
         }
     }
 
@@ -241,9 +250,13 @@ impl Server {
                 let bin = std::env::var("DOCKYARD_TEST_BIN")
                     .map(std::path::PathBuf::from)
                     .unwrap_or_else(|_| crate::dockyard_bin());
+                let listen = match self.options.all_interfaces {
+                    true => self.addr.replace("127.0.0.1:", "0.0.0.0:"),
+                    false => self.addr.clone(),
+                };
                 let mut c = Command::new(bin);
                 c.arg("serve")
-                    .env("REGISTRY_HTTP_ADDR", &self.addr)
+                    .env("REGISTRY_HTTP_ADDR", listen)
                     .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &data)
                     .env("REGISTRY_STORAGE_DELETE_ENABLED", &delete);
                 c

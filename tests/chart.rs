@@ -443,6 +443,21 @@ fn kubeconfig_as(kube: &KubeApi, file: &str, who: &str) -> PathBuf {
     kube.manifest(file, &impersonating)
 }
 
+/// Like [`kubeconfig_as`], with the node name a pod-bound token of a pod on `node` carries
+/// (what the chart's Lease policy checks).
+fn kubeconfig_as_on_node(kube: &KubeApi, file: &str, who: &str, node: &str) -> PathBuf {
+    let admin = fs::read_to_string(kube.kubeconfig_path()).expect("read kubeconfig");
+    let impersonating = admin.replacen(
+        "  user:\n",
+        &format!(
+            "  user:\n    as: {who}\n    as-user-extra:\n      authentication.kubernetes.io/node-name: [{node}]\n"
+        ),
+        1,
+    );
+    assert_ne!(admin, impersonating, "kubeconfig layout changed");
+    kube.manifest(file, &impersonating)
+}
+
 /// `dockyard node-agent` for node `node` whose root is `root`, with `kubeconfig`, the
 /// chart's namespace and a 5-second resync; stopped by PID when dropped.
 struct NodeAgent {
@@ -799,7 +814,7 @@ fn chart_applies_and_its_rbac_covers_the_operator() {
         "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n",
     )
     .expect("write containerd config");
-    let agent_kubeconfig = kubeconfig_as(&kube, "agent.kubeconfig", AGENT_ACCOUNT);
+    let agent_kubeconfig = kubeconfig_as_on_node(&kube, "agent.kubeconfig", AGENT_ACCOUNT, node);
     let mut agent = NodeAgent::start(&kube, &agent_kubeconfig, node, root.path());
     let lease = format!("dockyard-node-{node}");
     let holder = wait_get_until(
@@ -816,6 +831,28 @@ fn chart_applies_and_its_rbac_covers_the_operator() {
         |out| !out.is_empty(),
     );
     assert_eq!(holder, node);
+    // The chart's admission policy keeps an agent to its own node's Lease: not another
+    // node's report, not the operator's leader-election Lease.
+    for lease in ["dockyard-node-someone-else", "dockyard-operator"] {
+        let manifest = kube.manifest(
+            &format!("{lease}.yaml"),
+            &format!("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: {lease}, namespace: {NAMESPACE}}}\nspec: {{holderIdentity: {node}}}\n"),
+        );
+        let mut forged = Command::new(tools_bin("kubectl"));
+        forged
+            .arg("--kubeconfig")
+            .arg(&agent_kubeconfig)
+            .args(["apply", "--server-side", "--force-conflicts", "-f"])
+            .arg(&manifest);
+        let out = common::cmd::run_capture(&mut forged);
+        assert!(!out.status.success(), "the agent wrote {lease}");
+        assert!(
+            out.stderr
+                .contains("may write only its own node's report Lease"),
+            "{lease}: {}",
+            out.stderr
+        );
+    }
     wait_get_until(
         &kube,
         &[

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
@@ -171,6 +172,40 @@ fn problem(plan: &NodePlan, hash: &str, lease: Option<&Lease>, now: Timestamp) -
     })
 }
 
+/// `NodesConfigured`: True once every selected node carries the current configuration;
+/// False while some do not, and when no node is selected at all (a selector that matches
+/// nothing is almost always a mistake).
+pub fn condition(n: &NodesStatus, generation: Option<i64>) -> Condition {
+    let (ok, reason, message) = if n.total == 0 {
+        (
+            false,
+            "NoNodesSelected",
+            "no node matches nodes.nodeSelector with nodes.tolerations: check the labels and taints of the nodes that should pull through this mirror".to_owned(),
+        )
+    } else if n.configured == n.total {
+        (
+            true,
+            "AllNodesConfigured",
+            format!("{} of {} selected nodes configured", n.configured, n.total),
+        )
+    } else {
+        let first = n
+            .problems
+            .first()
+            .map(|p| format!("; {}: {}", p.node, p.message))
+            .unwrap_or_default();
+        (
+            false,
+            "NodesPending",
+            format!(
+                "{} of {} selected nodes configured{first}",
+                n.configured, n.total
+            ),
+        )
+    };
+    super::common::status::condition("NodesConfigured", ok, reason, message, generation)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,5 +304,41 @@ mod tests {
         assert!(why["a4"].contains("stopped reporting"), "{why:?}");
         assert!(why["a5"].contains("no report"), "{why:?}");
         assert!(!why.contains_key("b1"), "not selected");
+    }
+
+    fn nodes(configured: i32, total: i32) -> NodesStatus {
+        NodesStatus {
+            configured,
+            total,
+            summary: format!("{configured}/{total}"),
+            problems: if configured < total {
+                vec![NodeProblem {
+                    node: "n2".into(),
+                    message: "containerd has no config_path".into(),
+                }]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    #[test]
+    fn nodes_configured_says_how_many_and_why_not() {
+        let all = condition(&nodes(2, 2), Some(1));
+        assert_eq!(
+            (all.status.as_str(), all.reason.as_str()),
+            ("True", "AllNodesConfigured")
+        );
+        let some = condition(&nodes(1, 2), Some(1));
+        assert_eq!(some.status, "False");
+        assert_eq!(
+            some.message,
+            "1 of 2 selected nodes configured; n2: containerd has no config_path"
+        );
+        let none = condition(&nodes(0, 0), Some(1));
+        assert_eq!(
+            (none.status.as_str(), none.reason.as_str()),
+            ("False", "NoNodesSelected")
+        );
     }
 }

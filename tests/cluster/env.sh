@@ -21,7 +21,7 @@ MC_NODE_IP=${MC_NODE_IP:-10.244.0.1}
 MC_SERVICE_CIDR=${MC_SERVICE_CIDR:-10.96.0.0/24}
 MC_KUBERNETES_SVC_IP=${MC_KUBERNETES_SVC_IP:-10.96.0.1}
 # Local PersistentVolumes up.sh creates for the default StorageClass "local".
-MC_VOLUMES=${MC_VOLUMES:-12}
+MC_VOLUMES=${MC_VOLUMES:-24}
 
 # CNI plugin binaries (Debian containernetworking-plugins).
 MC_CNI_BIN=${MC_CNI_BIN:-/usr/lib/cni}

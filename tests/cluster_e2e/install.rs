@@ -16,7 +16,7 @@ fn helm_install_runs_the_operator_and_it_takes_the_lease() {
             "-n",
             OPERATOR_NS,
             "-l",
-            "app.kubernetes.io/name=dockyard",
+            "app.kubernetes.io/name=dockyard,app.kubernetes.io/component=operator",
         ])?;
         pods["items"]
             .as_array()?
@@ -33,6 +33,16 @@ fn helm_install_runs_the_operator_and_it_takes_the_lease() {
         },
     );
     assert_eq!(holder, pod, "the Ready operator pod holds the Lease");
+    // The node agent runs on the node and reports there, with nothing to configure yet.
+    let node = &c.env["MC_NODE"];
+    let report = c.wait_for("the node agent's report", Duration::from_secs(60), || {
+        c.get(&["lease", "-n", OPERATOR_NS, &format!("dockyard-node-{node}")])
+    });
+    assert_eq!(report["spec"]["holderIdentity"], node.as_str());
+    assert!(
+        report["metadata"]["annotations"]["dockyard.dev/report"].is_string(),
+        "{report}"
+    );
 }
 
 #[test]

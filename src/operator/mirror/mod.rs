@@ -219,7 +219,7 @@ fn status(
         conditions = common_status::keep_transition_times(
             conditions
                 .into_iter()
-                .chain([nodes_condition(n, generation)])
+                .chain([nodes::condition(n, generation)])
                 .collect(),
             &previous.conditions,
             now,
@@ -248,34 +248,6 @@ fn status(
             nodes,
         },
     }
-}
-
-/// `NodesConfigured`: True once every selected node carries the current configuration.
-pub fn nodes_condition(
-    n: &NodesStatus,
-    generation: Option<i64>,
-) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    let all = n.configured == n.total;
-    let (reason, message) = if all {
-        (
-            "AllNodesConfigured",
-            format!("{} of {} selected nodes configured", n.configured, n.total),
-        )
-    } else {
-        let first = n
-            .problems
-            .first()
-            .map(|p| format!("; {}: {}", p.node, p.message))
-            .unwrap_or_default();
-        (
-            "NodesPending",
-            format!(
-                "{} of {} selected nodes configured{first}",
-                n.configured, n.total
-            ),
-        )
-    };
-    common_status::condition("NodesConfigured", all, reason, message, generation)
 }
 
 async fn publish_transitions(ctx: &Context, mirror: &RegistryMirror, next: &RegistryMirrorStatus) {

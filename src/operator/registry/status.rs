@@ -4,7 +4,7 @@
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 
-use crate::operator::common::status::{Outcome, conditions};
+use crate::operator::common::status::{Outcome, conditions, keep_transition_times};
 use crate::operator::crd::{NodesStatus, Registry, RegistryStatus};
 
 /// The status for `outcome`; when the spec could not be applied, the previous endpoint,
@@ -18,7 +18,11 @@ pub fn compute(
 ) -> RegistryStatus {
     let previous = registry.status.clone().unwrap_or_default();
     let generation = registry.meta().generation;
-    let (conditions, ready) = conditions(outcome, &previous.conditions, generation, now);
+    let (mut conditions, ready) = conditions(outcome, &previous.conditions, generation, now);
+    if let (Outcome::Applied { .. }, Some(n)) = (outcome, &nodes) {
+        conditions.push(crate::operator::nodes::condition(n, generation));
+        conditions = keep_transition_times(conditions, &previous.conditions, now);
+    }
     match outcome {
         Outcome::Invalid { .. } => RegistryStatus {
             conditions,

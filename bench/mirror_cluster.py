@@ -191,7 +191,13 @@ def main():
         log(f"cold pull through the mirror: {through:.2f} s")
         kubectl(mc_dir, "delete", "registrymirror", "edge", "-n", "mirrors")
         wait("hosts.toml removed", lambda: not os.path.exists(hosts), every=0.1)
+        # Without a mirror the node needs the upstream's address (image names use a host it
+        # cannot resolve): the hosts.toml a user would write, with no mirror in it.
+        os.makedirs(os.path.dirname(hosts), exist_ok=True)
+        with open(hosts, "w") as f:
+            f.write(f'server = "{url}"\n')
         direct = pull("direct")
+        os.remove(hosts)
         log(f"pull straight from the upstream: {direct:.2f} s")
         kubectl(mc_dir, "delete", "namespace", "mirrors", "--wait=false")
         configure.sort()

@@ -21,6 +21,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use prometheus_client::metrics::counter::Counter;
@@ -29,8 +30,8 @@ use tokio::sync::Notify;
 
 use super::{Endpoint, Entry, Layout, Report};
 use crate::operator::nodeplan::{
-    NodePlan, NodeReport, OwnerReport, PLAN_KEY, PLAN_LABEL, REPORT_ANNOTATION, REPORT_LABEL,
-    REPORT_SECONDS, report_name,
+    HASH_ANNOTATION, NodePlan, NodeReport, OwnerReport, PLAN_KEY, PLAN_LABEL, REPORT_ANNOTATION,
+    REPORT_LABEL, REPORT_SECONDS, report_name,
 };
 
 /// The field manager of the report Lease.
@@ -117,8 +118,11 @@ fn plans(config_maps: &[Arc<ConfigMap>]) -> Vec<NodePlan> {
         .iter()
         .filter_map(|cm| {
             let text = cm.data.as_ref()?.get(PLAN_KEY)?;
-            match serde_json::from_str(text) {
-                Ok(plan) => Some(plan),
+            match serde_json::from_str::<NodePlan>(text) {
+                Ok(mut plan) => {
+                    plan.published_hash = cm.annotations().get(HASH_ANNOTATION).cloned();
+                    Some(plan)
+                }
                 Err(e) => {
                     tracing::warn!(config_map = ?cm.metadata.name, error = %e, "skipping a node plan that does not parse");
                     None

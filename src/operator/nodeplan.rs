@@ -44,7 +44,15 @@ pub struct NodePlan {
     #[serde(default)]
     pub tolerations: Vec<Toleration>,
     pub entries: Vec<PlanEntry>,
+    /// The hash the operator published with the plan (its ConfigMap's `dockyard.dev/hash`),
+    /// which agents report back as they read it: an agent of another version, which might
+    /// serialize the plan differently, still reports the operator's hash.
+    #[serde(skip)]
+    pub published_hash: Option<String>,
 }
+
+/// The annotation on a plan ConfigMap holding [`NodePlan::hash`].
+pub const HASH_ANNOTATION: &str = "dockyard.dev/hash";
 
 /// One registry host on the selected nodes.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
@@ -71,8 +79,12 @@ pub struct PlanEntry {
 }
 
 impl NodePlan {
-    /// A short, stable hash of the plan: what a report must carry to count as current.
+    /// A short, stable hash of the plan: what a report must carry to count as current (the
+    /// published one, when the plan was read from its ConfigMap).
     pub fn hash(&self) -> String {
+        if let Some(published) = &self.published_hash {
+            return published.clone();
+        }
         let json = serde_json::to_vec(self).unwrap_or_default();
         hex::encode(&Sha256::digest(&json)[..8])
     }

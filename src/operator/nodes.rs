@@ -16,7 +16,8 @@ use super::common::apply::delete_if_present;
 use super::common::{MANAGED_BY, Workload};
 use super::crd::{NodeProblem, NodesStatus};
 use super::nodeplan::{
-    NodePlan, NodeReport, PLAN_KEY, PLAN_LABEL, REPORT_ANNOTATION, REPORT_LABEL, plan_name,
+    HASH_ANNOTATION, NodePlan, NodeReport, PLAN_KEY, PLAN_LABEL, REPORT_ANNOTATION, REPORT_LABEL,
+    plan_name,
 };
 use super::{Error, MANAGER};
 
@@ -36,7 +37,7 @@ pub fn plan_config_map(kind: &str, w: &Workload, plan: &NodePlan, namespace: &st
             ])),
             annotations: Some(BTreeMap::from([
                 ("dockyard.dev/owner".to_owned(), plan.owner.clone()),
-                ("dockyard.dev/hash".to_owned(), plan.hash()),
+                (HASH_ANNOTATION.to_owned(), plan.hash()),
             ])),
             ..ObjectMeta::default()
         },

@@ -5,7 +5,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 
-use crate::operator::crd::SecretKeyRef;
+use kube::{Resource, ResourceExt};
+
+use super::Workload;
+use crate::operator::crd::{
+    FilesystemStorage, PodOptions, SecretKeyRef, ServiceSpec, TlsMode, TlsSpec,
+};
 
 /// Why a resource cannot be reconciled as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,4 +76,59 @@ pub fn service_invalid(message: &str) -> Invalid {
             "the API server refused the Service built from spec.service: {message}; fix spec.service (a pinned clusterIP must be a free address in the cluster's service range)"
         ),
     )
+}
+
+/// What every kind's spec says about its workload.
+pub struct WorkloadSpec<'a> {
+    /// `app.kubernetes.io/name` of the children.
+    pub app: &'static str,
+    pub image: Option<&'a String>,
+    pub replicas: i32,
+    pub service: &'a ServiceSpec,
+    pub tls: &'a TlsSpec,
+    pub storage: Option<&'a FilesystemStorage>,
+    pub pod: &'a PodOptions,
+}
+
+/// The workload of `object`: its name, namespace and owner reference, the image (the
+/// operator's own unless the spec names one) and the TLS mode, whose user Secret must hold
+/// `tls.crt` and `tls.key`.
+pub fn workload<K: Resource<DynamicType = ()>>(
+    object: &K,
+    spec: WorkloadSpec<'_>,
+    secrets: &BTreeMap<String, Secret>,
+    default_image: &str,
+) -> Result<Workload, Invalid> {
+    let kind = K::kind(&());
+    let namespace = object
+        .namespace()
+        .ok_or_else(|| invalid("NoNamespace", format!("{kind} has no namespace")))?;
+    let owner = object
+        .controller_owner_ref(&())
+        .ok_or_else(|| invalid("NoUid", format!("{kind} has no uid yet")))?;
+    let tls = spec.tls.mode();
+    if let TlsMode::Secret(secret) = &tls {
+        for key in ["tls.crt", "tls.key"] {
+            let r = SecretKeyRef {
+                name: secret.clone(),
+                key: key.into(),
+            };
+            secret_value(secrets, &r, "tls.secretRef")?;
+        }
+    }
+    Ok(Workload {
+        name: object.name_any(),
+        namespace,
+        owner,
+        app: spec.app,
+        image: spec
+            .image
+            .cloned()
+            .unwrap_or_else(|| default_image.to_owned()),
+        replicas: spec.replicas,
+        service: spec.service.clone(),
+        tls,
+        storage: spec.storage.cloned().unwrap_or_default(),
+        pod: spec.pod.clone(),
+    })
 }

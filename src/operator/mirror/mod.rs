@@ -72,8 +72,14 @@ async fn run(mirror: &RegistryMirror, ctx: &Context) -> Result<Action, Error> {
     };
     let w = &desired.workload;
     let wants_nodes = desired.nodes.enabled;
-    // The finalizer comes before the plan, so the plan is never left behind.
-    sync_finalizers(client, mirror, &[(PLAN_FINALIZER, wants_nodes)]).await?;
+    // The finalizer comes before the plan and goes only after it is withdrawn, so a plan is
+    // never left behind.
+    let mut latest = mirror.clone();
+    if wants_nodes
+        && let Some(patched) = sync_finalizers(client, &latest, &[(PLAN_FINALIZER, true)]).await?
+    {
+        latest = patched;
+    }
     let existing = tls::fetch(&secrets_api, w).await?;
     let service = match apply(client, &build_service(&desired)).await {
         Err(Error::Kube(kube::Error::Api(e))) if e.code == 422 => {
@@ -121,6 +127,7 @@ async fn run(mirror: &RegistryMirror, ctx: &Context) -> Result<Action, Error> {
         .then(|| node_plan(mirror, &desired, &addresses, ca_pem))
         .flatten();
     nodes::publish(client, &ctx.node_namespace, KIND, w, plan.as_ref()).await?;
+    sync_finalizers(client, &latest, &[(PLAN_FINALIZER, plan.is_some())]).await?;
     let node_status = match &plan {
         Some(plan) => {
             let (all, reports) = nodes::observe(client, &ctx.node_namespace).await?;
@@ -189,6 +196,7 @@ pub fn node_plan(
                 fallback: d.nodes.fallback,
             })
             .collect(),
+        published_hash: None,
     })
 }
 

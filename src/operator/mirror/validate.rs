@@ -6,10 +6,9 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Resource, ResourceExt};
 
 use crate::operator::common::Workload;
-use crate::operator::common::validate::{Invalid, invalid, secret_value};
+use crate::operator::common::validate::{Invalid, WorkloadSpec, invalid, secret_value, workload};
 use crate::operator::crd::{CacheSpec, MirrorNodes, RegistryMirror, SecretKeyRef};
 
 /// The `app.kubernetes.io/name` of a mirror's children.
@@ -126,12 +125,16 @@ pub fn validate(
     default_image: &str,
 ) -> Result<Desired, Invalid> {
     let spec = &mirror.spec;
-    let namespace = mirror
-        .namespace()
-        .ok_or_else(|| invalid("NoNamespace", "RegistryMirror has no namespace".into()))?;
-    let owner = mirror
-        .controller_owner_ref(&())
-        .ok_or_else(|| invalid("NoUid", "RegistryMirror has no uid yet".into()))?;
+    let parts = WorkloadSpec {
+        app: APP,
+        image: spec.image.as_ref(),
+        replicas: spec.replicas,
+        service: &spec.service,
+        tls: &spec.tls,
+        storage: spec.cache.storage.as_ref(),
+        pod: &spec.pod,
+    };
+    let workload = workload(mirror, parts, secrets, default_image)?;
     let mut upstreams = Vec::new();
     for u in &spec.upstreams {
         crate::oci::validate_host(&u.host).map_err(|e| {
@@ -191,21 +194,7 @@ pub fn validate(
         });
     }
     Ok(Desired {
-        workload: Workload {
-            name: mirror.name_any(),
-            namespace,
-            owner,
-            app: APP,
-            image: spec
-                .image
-                .clone()
-                .unwrap_or_else(|| default_image.to_owned()),
-            replicas: spec.replicas,
-            service: spec.service.clone(),
-            tls: spec.tls.mode(),
-            storage: spec.cache.storage.clone().unwrap_or_default(),
-            pod: spec.pod.clone(),
-        },
+        workload,
         upstreams,
         cache: spec.cache.clone(),
         nodes: spec.nodes.clone(),

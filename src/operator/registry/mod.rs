@@ -119,7 +119,10 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
         .then(|| node_plan(registry, &desired, &addresses, ca_pem))
         .flatten();
     nodes::publish(client, &ctx.node_namespace, KIND, w, plan.as_ref()).await?;
-    let exact = [(PULL_SECRETS_FINALIZER, foreign), (PLAN_FINALIZER, trust)];
+    let exact = [
+        (PULL_SECRETS_FINALIZER, foreign),
+        (PLAN_FINALIZER, plan.is_some()),
+    ];
     sync_finalizers(client, &latest, &exact).await?;
     let node_status = match &plan {
         Some(plan) => {
@@ -191,6 +194,7 @@ pub fn node_plan(
         node_selector: selection.node_selector,
         tolerations: selection.tolerations,
         entries,
+        published_hash: None,
     })
 }
 

@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Resource, ResourceExt};
 
 use crate::operator::common::Workload;
-pub use crate::operator::common::validate::{Invalid, invalid, secret_value};
-use crate::operator::crd::{AccessRuleSpec, Registry, SecretKeyRef, TlsMode};
+pub use crate::operator::common::validate::{
+    Invalid, WorkloadSpec, invalid, secret_value, workload,
+};
+use crate::operator::crd::{AccessRuleSpec, Registry};
 
 /// The user the operator manages for pull Secrets.
 pub const PULL_USER: &str = "dockyard-pull";
@@ -50,13 +51,6 @@ pub fn validate(
     default_image: &str,
 ) -> Result<Desired, Invalid> {
     let spec = &registry.spec;
-    let name = registry.name_any();
-    let namespace = registry
-        .namespace()
-        .ok_or_else(|| invalid("NoNamespace", "Registry has no namespace".into()))?;
-    let owner = registry
-        .controller_owner_ref(&())
-        .ok_or_else(|| invalid("NoUid", "Registry has no uid yet".into()))?;
     if spec.storage.s3.is_some() {
         return Err(invalid(
             "StorageUnsupported",
@@ -65,34 +59,19 @@ pub fn validate(
         ));
     }
     let auth = auth_plan(registry, secrets)?;
-    if let TlsMode::Secret(secret) = spec.tls.mode() {
-        for key in ["tls.crt", "tls.key"] {
-            secret_value(
-                secrets,
-                &SecretKeyRef {
-                    name: secret.clone(),
-                    key: key.into(),
-                },
-                "tls.secretRef",
-            )?;
-        }
-    }
+    let parts = WorkloadSpec {
+        app: APP,
+        image: spec.image.as_ref(),
+        replicas: spec.replicas,
+        service: &spec.service,
+        tls: &spec.tls,
+        storage: spec.storage.filesystem.as_ref(),
+        pod: &spec.pod,
+    };
+    let workload = workload(registry, parts, secrets, default_image)?;
+    let name = workload.name.clone();
     Ok(Desired {
-        workload: Workload {
-            name: name.clone(),
-            namespace,
-            owner,
-            app: APP,
-            image: spec
-                .image
-                .clone()
-                .unwrap_or_else(|| default_image.to_owned()),
-            replicas: spec.replicas,
-            service: spec.service.clone(),
-            tls: spec.tls.mode(),
-            storage: spec.storage.filesystem.clone().unwrap_or_default(),
-            pod: spec.pod.clone(),
-        },
+        workload,
         delete_enabled: spec.storage.delete_enabled,
         auth,
         pull_namespaces: {

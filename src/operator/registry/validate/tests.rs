@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
 
 use super::*;
-use crate::operator::crd::{Registry, RegistrySpec};
+use crate::operator::crd::{Registry, RegistrySpec, TlsMode};
 
 pub fn registry(spec: serde_json::Value) -> Registry {
     let spec: RegistrySpec = serde_json::from_value(spec).unwrap();

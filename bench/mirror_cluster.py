@@ -194,8 +194,9 @@ def main():
         # Without a mirror the node needs the upstream's address (image names use a host it
         # cannot resolve): the hosts.toml a user would write, with no mirror in it.
         os.makedirs(os.path.dirname(hosts), exist_ok=True)
+        # (containerd 1.6 refuses a hosts.toml without a [host] table.)
         with open(hosts, "w") as f:
-            f.write(f'server = "{url}"\n')
+            f.write(f'server = "{url}"\n\n[host."{url}"]\n  capabilities = ["pull", "resolve"]\n')
         direct = pull("direct")
         os.remove(hosts)
         log(f"pull straight from the upstream: {direct:.2f} s")

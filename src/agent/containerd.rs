@@ -6,7 +6,8 @@
 //! again on every pull; unknown keys are ignored, so `dial_timeout` (honoured from 1.7) is
 //! written for newer containerd but 1.6 dials a silent mirror for its default 30 s before
 //! falling back (a refused connection falls back at once); requests to a mirror carry
-//! `?ns=<host>`, which Dockyard's mirror routes by; a top-level `ca` applies to `server`.
+//! `?ns=<host>`, which Dockyard's mirror routes by; a top-level `ca` applies to `server`; a
+//! file without a `[host]` table does not decode ("invalid `host` tree") and is ignored.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -51,23 +52,21 @@ pub(crate) fn render_host(dir: &Path, entries: &[&Checked]) -> (HostDir, Vec<(St
     let no_fallback = entries
         .iter()
         .find(|c| !c.entry.fallback && c.mirror.is_some());
+    // `top`: the settings of `server`, unindented.
     let mut top = String::new();
     let mut mirrors = String::new();
-    match no_fallback {
+    let server = match no_fallback {
         Some(c) => {
             let (url, tls) = endpoint_settings(c, &mut add_ca, &mut problems);
-            let _ = writeln!(top, "server = {}", toml_string(&url));
             let _ = writeln!(top, "capabilities = [\"pull\", \"resolve\"]");
             top.push_str(&tls.replace("  ", ""));
+            url
         }
-        None => {
-            let server = entries
-                .first()
-                .map(|c| c.upstream.url())
-                .unwrap_or_default();
-            let _ = writeln!(top, "server = {}", toml_string(&server));
-        }
-    }
+        None => entries
+            .first()
+            .map(|c| c.upstream.url())
+            .unwrap_or_default(),
+    };
     let mut trust_written = false;
     for c in entries {
         if let Some(first) = entries.first()
@@ -121,7 +120,22 @@ pub(crate) fn render_host(dir: &Path, entries: &[&Checked]) -> (HostDir, Vec<(St
             }
         }
     }
-    let hosts_toml = format!("{}{top}{mirrors}", marker(&owners));
+    if mirrors.is_empty() {
+        // containerd 1.6 refuses a hosts.toml without a `[host]` table ("invalid `host`
+        // tree") and then ignores the file: the server is repeated as one, with its settings.
+        let _ = writeln!(mirrors, "\n[host.{}]", toml_string(&server));
+        if !top.starts_with("capabilities") {
+            let _ = writeln!(mirrors, "  capabilities = [\"pull\", \"resolve\"]");
+        }
+        for line in top.lines() {
+            let _ = writeln!(mirrors, "  {line}");
+        }
+    }
+    let hosts_toml = format!(
+        "{}server = {}\n{top}{mirrors}",
+        marker(&owners),
+        toml_string(&server)
+    );
     (HostDir { hosts_toml, cas }, problems)
 }
 

@@ -69,6 +69,26 @@ fn run_pod(c: &Cluster, ns: &str, name: &str, image: &str, pull_secret: Option<&
     began.elapsed()
 }
 
+/// The node's containerd log from byte `from` on.
+fn containerd_log(c: &Cluster, from: usize) -> String {
+    let log = std::fs::read_to_string(c.dir.join("logs/containerd.log")).unwrap_or_default();
+    log.get(from..).unwrap_or_default().to_owned()
+}
+
+/// Asserts containerd decoded every hosts.toml it read since byte `from` of its log (a file it
+/// cannot decode is ignored, and the pull goes straight to the image's host).
+fn assert_hosts_toml_decoded(c: &Cluster, from: usize) {
+    let log = containerd_log(c, from);
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("failed to decode hosts.toml"))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "containerd refused a hosts.toml: {failures:?}"
+    );
+}
+
 /// Deletes what an earlier, failed run left in `ns` (on a reused cluster).
 fn fresh_namespace(c: &Cluster, ns: &str) {
     c.kubectl(&[
@@ -201,6 +221,7 @@ fn a_mirror_configures_the_node_and_pods_pull_through_it_with_fallback() {
     );
 
     // A Pod naming the upstream host runs, its layers fetched through the mirror.
+    let log_from = containerd_log(c, 0).len();
     let pulled_in = run_pod(
         c,
         "mirrors",
@@ -218,6 +239,7 @@ fn a_mirror_configures_the_node_and_pods_pull_through_it_with_fallback() {
         blob_gets >= 2,
         "the mirror served the config and layer:\n{log}"
     );
+    assert_hosts_toml_decoded(c, log_from);
     delete_pod(c, "mirrors", "app1");
 
     // The mirror is down: the node falls back to the upstream (kube-proxy refuses the
@@ -345,6 +367,7 @@ spec:
         ],
     );
     // The kubelet pulls it by the ClusterIP, over TLS with the CA the agent installed.
+    let log_from = containerd_log(c, 0).len();
     let written = std::fs::read_to_string(hosts_toml(c, &endpoint)).expect("hosts.toml");
     assert!(
         written.contains(&format!("server = \"https://{endpoint}\"")),
@@ -357,6 +380,7 @@ spec:
         &format!("{endpoint}/team/app:1"),
         Some("private-pull"),
     );
+    assert_hosts_toml_decoded(c, log_from);
     delete_pod(c, "trusted", "app");
     c.kubectl(&["delete", "namespace", "trusted", "--timeout=120s"]);
     c.wait_for(

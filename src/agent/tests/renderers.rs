@@ -151,7 +151,7 @@ fn a_private_registry_trust_entry_is_a_server_with_its_ca() {
     assert_eq!(
         file(&r, "/etc/containerd/certs.d/10.96.0.12:5000/hosts.toml"),
         format!(
-            "{mark}server = \"https://10.96.0.12:5000\"\nca = \"/etc/containerd/certs.d/10.96.0.12:5000/dockyard-10.96.0.12_5000.crt\"\n"
+            "{mark}server = \"https://10.96.0.12:5000\"\nca = \"/etc/containerd/certs.d/10.96.0.12:5000/dockyard-10.96.0.12_5000.crt\"\n\n[host.\"https://10.96.0.12:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = \"/etc/containerd/certs.d/10.96.0.12:5000/dockyard-10.96.0.12_5000.crt\"\n"
         )
     );
     assert_eq!(
@@ -188,7 +188,9 @@ fn a_private_registry_trust_entry_is_a_server_with_its_ca() {
     let mark = MARK_HUB.replace("RegistryMirror/ns/hub", "Registry/team/plain");
     assert_eq!(
         file(&r, "/etc/containerd/certs.d/10.96.0.13:5000/hosts.toml"),
-        format!("{mark}server = \"http://10.96.0.13:5000\"\n")
+        format!(
+            "{mark}server = \"http://10.96.0.13:5000\"\n\n[host.\"http://10.96.0.13:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        )
     );
     assert_eq!(
         file(&r, "/etc/containers/registries.conf.d/50-dockyard.conf"),

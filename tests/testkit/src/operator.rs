@@ -1,6 +1,6 @@
-//! A `dockyard operator` process for tests against `common::kube`: started with a kubeconfig,
-//! a pod name and the Lease namespace, logging to a file, probed over loopback HTTP, stopped
-//! with SIGTERM (and by PID when dropped).
+//! `dockyard operator` and `dockyard node-agent` processes for tests against `common::kube`:
+//! started with a kubeconfig, a pod (or node) name and the chart's namespace, logging to a
+//! file, probed over loopback HTTP, stopped with SIGTERM (and by PID when dropped).
 
 use std::fs::{self, File};
 use std::net::TcpListener;
@@ -197,4 +197,72 @@ impl Drop for Operator {
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
+}
+
+/// `dockyard node-agent` for node `node` whose root is `root`, with `kubeconfig`, plans and
+/// reports in `namespace` and a 5-second resync; stopped by PID when dropped.
+pub struct NodeAgent {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl NodeAgent {
+    pub fn start(
+        kube: &KubeApi,
+        kubeconfig: &Path,
+        node: &str,
+        namespace: &str,
+        root: &Path,
+    ) -> NodeAgent {
+        let log = kube.dir().join(format!("node-agent-{node}.log"));
+        let out = File::create(&log).expect("create agent log");
+        let err = out.try_clone().expect("clone log handle");
+        let port = free_port();
+        let child = Command::new(crate::dockyard_bin())
+            .arg("node-agent")
+            .env("KUBECONFIG", kubeconfig)
+            .env("NODE_NAME", node)
+            .env("POD_NAMESPACE", namespace)
+            .env("DOCKYARD_HOST_ROOT", root)
+            .env("DOCKYARD_METRICS_ADDR", format!("127.0.0.1:{port}"))
+            .env("DOCKYARD_RESYNC_SECONDS", "5")
+            .env("RUST_LOG", "info,dockyard=debug")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start dockyard node-agent");
+        NodeAgent {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("agent still running");
+        crate::server::signal(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().expect("wait for the agent") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the node agent ignored SIGTERM:\n{}", self.log());
+    }
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            crate::server::stop_child(child, Duration::from_secs(5));
+        }
+    }
 }

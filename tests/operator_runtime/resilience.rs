@@ -106,9 +106,10 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: operator-leases, namespace: default}
 rules:
+  # Its own Lease, and the node agents' report Leases it watches (as the chart grants).
   - apiGroups: [coordination.k8s.io]
     resources: [leases]
-    verbs: [get, create, patch]
+    verbs: [get, list, watch, create, patch]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding

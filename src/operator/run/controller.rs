@@ -129,6 +129,11 @@ pub async fn run(
 /// Runs the controller of `K`.
 async fn run_kind<K: Kind>(ctx: Arc<Context>, namespace: Option<&str>, stop: CancellationToken) {
     let client = &ctx.client;
+    // A controller whose resource cannot be listed holds its runner until it can, and would
+    // not stop on shutdown: start it only once the kind is served and readable.
+    if !wait_listable(api::<K>(client, namespace), &stop).await {
+        return;
+    }
     let owned = || watcher::Config::default().labels(MANAGED_BY_SELECTOR);
     let controller = Controller::new(
         api::<DeserializeGuard<K>>(client, namespace),
@@ -237,6 +242,30 @@ fn wanting_nodes<K: Kind>(
         .filter(|o| o.wants_nodes())
         .map(|o| guarded(ObjectRef::from_obj(o.as_ref())))
         .collect()
+}
+
+/// Waits until a one-item list of `K` succeeds (its CRD is installed and RBAC allows it),
+/// retrying with backoff and saying what to fix; `false` when `stop` came first.
+async fn wait_listable<K: Kind>(api: Api<K>, stop: &CancellationToken) -> bool {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match api.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => return true,
+            Err(kube::Error::Api(e)) if e.code == 404 => tracing::warn!(
+                kind = %K::kind(&()),
+                retry_in = ?delay,
+                "the {} CustomResourceDefinition is not installed: apply crds/dockyard.dev.yaml (helm upgrade does not update CRDs); its controller starts once it is",
+                K::plural(&()),
+            ),
+            Err(e) => {
+                tracing::warn!(kind = %K::kind(&()), error = %e, retry_in = ?delay, "cannot list this kind yet")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => delay = (delay * 2).min(Duration::from_secs(30)),
+            () = stop.cancelled() => return false,
+        }
+    }
 }
 
 /// Marks the instance [`Role::Leading`] once a one-item list of Registries succeeds (the CRD

@@ -49,9 +49,18 @@ fn helm(args: &[&str]) -> String {
     common::run(command.args(args))
 }
 
-/// `helm template` of the chart as release `dockyard` in `dockyard-system`, with `--set`s.
+/// `helm template` of the chart as release `dockyard` in `dockyard-system`, with `--set`s,
+/// for a cluster that serves ValidatingAdmissionPolicy (1.30 or later, as the test API server).
 fn render(sets: &[&str]) -> String {
-    let mut args = vec!["template", RELEASE, CHART, "--namespace", NAMESPACE];
+    let mut args = vec![
+        "template",
+        RELEASE,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+        "--api-versions",
+        "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy",
+    ];
     for set in sets {
         args.extend(["--set", set]);
     }

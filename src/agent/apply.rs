@@ -30,6 +30,8 @@ pub fn sync(layout: &Layout, entries: &[Entry]) -> Report {
     let loaded = match state::load(layout) {
         Ok(s) => s,
         Err(e) => {
+            // Nothing is written: no resource is configured here.
+            run.everyone(&e);
             run.node_problems.push(e);
             return run.report();
         }
@@ -447,10 +449,21 @@ impl Run<'_> {
         if sent {
             self.changed = true;
         } else {
-            self.node_problems.push(format!(
+            let text = format!(
                 "could not signal {what} to reload (pid file {}): run `{by_hand}` so it reads the new configuration",
                 pid_file.display()
-            ));
+            );
+            self.everyone(&text);
+            self.node_problems.push(text);
+        }
+    }
+
+    /// A problem of every resource on this node (its configuration is not in effect).
+    fn everyone(&mut self, text: &str) {
+        for list in self.problems.values_mut() {
+            if !list.iter().any(|p| p == text) {
+                list.push(text.to_owned());
+            }
         }
     }
 }

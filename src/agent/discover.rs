@@ -152,9 +152,20 @@ pub fn discover(layout: &Layout) -> Discovered {
             user_prefixes,
         });
     }
+    // Docker counts as present when its config directory exists and dockerd runs (its socket
+    // or pid file): a leftover /etc/docker on a containerd node is no Docker.
     let docker_home = layout.docker_daemon_json.parent().unwrap_or(Path::new("/"));
-    if layout.on_host(docker_home).is_dir() {
-        let flags = dockerd_command_line(layout)
+    let pid_file = layout.on_host(&layout.docker_pid_file).is_file();
+    let dockerd_runs = pid_file || layout.on_host(&layout.docker_socket).exists();
+    let command_line = dockerd_command_line(layout);
+    if layout.on_host(docker_home).is_dir() && pid_file && command_line.is_none() {
+        // Without its flags, a daemon.json key dockerd also has as a flag would keep it from
+        // starting again: leave Docker alone.
+        found.problems.push(
+            "dockerd runs here, but the agent cannot read its command line (it needs the host PID namespace: set the chart's nodeAgent.reload=true), so Docker is not configured".to_owned(),
+        );
+    } else if layout.on_host(docker_home).is_dir() && dockerd_runs {
+        let flags = command_line
             .map(|args| super::docker::DockerdFlags::parse(&args))
             .unwrap_or_default();
         if let Some(file) = &flags.config_file

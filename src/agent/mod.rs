@@ -108,12 +108,16 @@ pub struct Layout {
     pub crio_certs_dir: PathBuf,
     /// CRI-O's pid file, for SIGHUP (`/var/run/crio/crio.pid`).
     pub crio_pid_file: PathBuf,
-    /// `/etc/docker/daemon.json`; Docker counts as present when its directory exists.
+    /// `/etc/docker/daemon.json`; Docker counts as present when its directory exists and
+    /// dockerd runs.
     pub docker_daemon_json: PathBuf,
     /// `/etc/docker/certs.d`.
     pub docker_certs_dir: PathBuf,
-    /// dockerd's pid file (`/var/run/docker.pid`), for SIGHUP.
+    /// dockerd's pid file (`/var/run/docker.pid`), for SIGHUP and its command-line flags.
     pub docker_pid_file: PathBuf,
+    /// dockerd's socket (`/run/docker.sock`): with the pid file, how a running dockerd is
+    /// told from a leftover `/etc/docker`.
+    pub docker_socket: PathBuf,
     /// Where the agent keeps its ownership record (`/var/lib/dockyard/node-agent`).
     pub state_dir: PathBuf,
     /// SIGHUP dockerd after `daemon.json` changed (it re-reads mirrors and insecure registries).
@@ -136,6 +140,7 @@ impl Layout {
             docker_daemon_json: "/etc/docker/daemon.json".into(),
             docker_certs_dir: "/etc/docker/certs.d".into(),
             docker_pid_file: "/var/run/docker.pid".into(),
+            docker_socket: "/run/docker.sock".into(),
             state_dir: "/var/lib/dockyard/node-agent".into(),
             reload_docker: true,
             reload_crio: true,

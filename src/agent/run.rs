@@ -280,7 +280,7 @@ pub async fn run(
         }
         let renew_due = last_renewal.elapsed() >= settings.resync;
         if last.as_ref() != Some(&next) || renew_due {
-            match write_report(&leases, &settings.node, &next).await {
+            match write_report(&leases, &settings.node, &next, settings.resync).await {
                 Ok(()) => {
                     last = Some(next);
                     last_renewal = tokio::time::Instant::now();
@@ -304,11 +304,18 @@ pub async fn run(
     Ok(())
 }
 
+/// How long a report stays current: at least [`REPORT_SECONDS`], and three resyncs.
+pub fn lease_seconds(resync: Duration) -> i32 {
+    let three = resync.as_secs().saturating_mul(3);
+    i32::try_from(three).unwrap_or(i32::MAX).max(REPORT_SECONDS)
+}
+
 /// Writes `report` to this node's Lease (server-side apply), renewing it.
 async fn write_report(
     leases: &Api<Lease>,
     node: &str,
     report: &NodeReport,
+    resync: Duration,
 ) -> Result<(), kube::Error> {
     let now = Timestamp::now();
     let lease = Lease {
@@ -329,7 +336,8 @@ async fn write_report(
         },
         spec: Some(LeaseSpec {
             holder_identity: Some(node.to_owned()),
-            lease_duration_seconds: Some(REPORT_SECONDS),
+            // Current for three renewals, however long the resync.
+            lease_duration_seconds: Some(lease_seconds(resync)),
             renew_time: Some(MicroTime(now)),
             ..LeaseSpec::default()
         }),
@@ -345,4 +353,15 @@ async fn write_report(
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_outlives_three_resyncs() {
+        assert_eq!(lease_seconds(Duration::from_secs(10)), REPORT_SECONDS);
+        assert_eq!(lease_seconds(Duration::from_secs(120)), 360);
+    }
 }

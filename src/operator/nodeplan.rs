@@ -100,8 +100,8 @@ pub fn selection_of(nodes: &NodeSelection) -> (BTreeMap<String, String>, Vec<Tol
     (nodes.node_selector.clone(), nodes.tolerations.clone())
 }
 
-/// Whether a node's labels match `selector` and every NoSchedule/NoExecute taint it has is
-/// tolerated, as for a pod. Taints Kubernetes sets for a node's conditions
+/// Whether a Linux node's labels match `selector` and every NoSchedule/NoExecute taint it
+/// has is tolerated, as for a pod. Taints Kubernetes sets for a node's conditions
 /// (`node.kubernetes.io/not-ready`, `unreachable`, `disk-pressure`, ...) do not deselect it,
 /// as DaemonSets tolerate them: a node that is not ready yet still needs its configuration.
 pub fn selects(
@@ -111,6 +111,13 @@ pub fn selects(
 ) -> bool {
     let labels = node.metadata.labels.clone().unwrap_or_default();
     if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+        return false;
+    }
+    // The node agent runs on Linux nodes only (Windows and virtual nodes have no agent).
+    if labels
+        .get("kubernetes.io/os")
+        .is_some_and(|os| os != "linux")
+    {
         return false;
     }
     let taints = node

@@ -24,6 +24,22 @@ fn host_mount(pod: &Value, mount_path: &str) -> (String, String, bool) {
 #[test]
 fn chart_renders_a_confined_node_agent() {
     let docs = documents(&render(&[]));
+    // The Lease policy needs ValidatingAdmissionPolicy (Kubernetes 1.30): rendered where the
+    // cluster serves it, left out where it does not (so the install still works there).
+    let policies = |docs: &[Value]| {
+        docs.iter()
+            .filter(|d| d["kind"] == "ValidatingAdmissionPolicy")
+            .count()
+    };
+    assert_eq!(policies(&docs), 1);
+    let older = documents(&helm(&[
+        "template",
+        RELEASE,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+    ]));
+    assert_eq!(policies(&older), 0, "no policy on clusters before 1.30");
     for kind in [
         "ServiceAccount",
         "ClusterRole",
@@ -47,6 +63,10 @@ fn chart_renders_a_confined_node_agent() {
     assert_eq!(
         pod["tolerations"], everything,
         "every node, tainted ones too"
+    );
+    assert_eq!(
+        pod["nodeSelector"]["kubernetes.io/os"], "linux",
+        "Linux nodes only"
     );
     let container = &pod["containers"][0];
     assert_eq!(

@@ -99,6 +99,7 @@ fn a_whole_node_is_discovered_under_its_host_root() {
     );
     put("etc/containers/registries.conf", "");
     put("etc/docker/daemon.json", "{\"debug\": true}");
+    put("run/docker.sock", "");
     let d = discover(&Layout::node(root.path()));
     assert_eq!(d.containerd.len(), 2);
     assert_eq!(d.containerd[0].flavor, Flavor::Containerd);
@@ -128,4 +129,28 @@ fn a_whole_node_is_discovered_under_its_host_root() {
     // Nothing installed: nothing found, nothing reported.
     let empty = tempfile::tempdir().unwrap();
     assert_eq!(discover(&Layout::node(empty.path())), Discovered::default());
+}
+
+#[test]
+fn a_leftover_etc_docker_is_no_docker_and_an_unreadable_dockerd_is_left_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let put = |p: &str, text: &str| {
+        let path = root.path().join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    put("etc/docker/daemon.json", "{}");
+    let layout = Layout::node(root.path());
+    let d = discover(&layout);
+    assert!(d.docker.is_none(), "no dockerd runs: {d:?}");
+    assert!(d.problems.is_empty(), "{:?}", d.problems);
+    // A pid file whose process this agent cannot see as dockerd (no host PID namespace).
+    put("var/run/docker.pid", &format!("{}\n", std::process::id()));
+    let d = discover(&layout);
+    assert!(d.docker.is_none(), "{d:?}");
+    assert!(
+        d.problems[0].contains("cannot read its command line"),
+        "{:?}",
+        d.problems
+    );
 }

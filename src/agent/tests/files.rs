@@ -26,6 +26,7 @@ fn node_dir() -> (tempfile::TempDir, Layout) {
         "unqualified-search-registries = [\"docker.io\"]\n",
     );
     put("etc/docker/daemon.json", DAEMON);
+    put("run/docker.sock", "");
     let mut layout = Layout::node(root.path());
     layout.reload_crio = false;
     layout.reload_docker = false;
@@ -332,6 +333,15 @@ fn a_damaged_record_stops_every_change() {
     let report = sync(&layout, &[]);
     assert!(!report.changed);
     assert!(report.node_problems[0].contains("is damaged"), "{report:?}");
+    assert_eq!(snapshot(root.path()), before);
+    // A resource that asks for something meanwhile is not reported as configured.
+    let report = sync(&layout, &[hub()]);
+    let own = &report.per_owner["RegistryMirror/ns/hub"];
+    assert!(!own.configured, "{report:?}");
+    assert!(
+        own.problems.iter().any(|p| p.contains("is damaged")),
+        "{report:?}"
+    );
     assert_eq!(snapshot(root.path()), before);
 }
 

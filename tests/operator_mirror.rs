@@ -476,6 +476,53 @@ async fn a_registry_with_node_trust_publishes_its_ca_for_the_nodes() {
     assert!(!r.finalizers().contains(&PLAN_FINALIZER.to_owned()));
     assert!(r.status.unwrap().nodes.is_none());
 
+    // A RegistryMirror may not take the Registry's children (same name): its Service now,
+    // and the claim holding its images after it is deleted.
+    let same = "apiVersion: dockyard.dev/v1alpha1\nkind: RegistryMirror\nmetadata: {name: reg, namespace: team}\nspec:\n  upstreams: [{host: docker.io}]\n";
+    assert!(kube.apply("same-name.yaml", same).status.success());
+    let name_in_use = |m: RegistryMirror| {
+        let degraded = m
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Degraded")
+            .unwrap();
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "NameInUse"),
+            "{}",
+            degraded.message
+        );
+        degraded.message
+    };
+    let message = name_in_use(reconcile_mirror(&ctx, "reg").await);
+    assert!(
+        message.contains("Service reg belongs to a dockyard-registry"),
+        "{message}"
+    );
+    let services = Api::<Service>::namespaced(ctx.client.clone(), "team");
+    let owner = services
+        .get("reg")
+        .await
+        .unwrap()
+        .metadata
+        .owner_references
+        .unwrap();
+    assert_eq!(owner[0].kind, "Registry", "the Registry keeps its Service");
+    Api::<Registry>::namespaced(ctx.client.clone(), "team")
+        .delete("reg", &DeleteParams::default())
+        .await
+        .unwrap();
+    let _ = Api::<Service>::namespaced(ctx.client.clone(), "team")
+        .delete("reg", &DeleteParams::default())
+        .await;
+    let message = name_in_use(reconcile_mirror(&ctx, "reg").await);
+    assert!(
+        message.contains("PersistentVolumeClaim reg-data"),
+        "{message}"
+    );
+
     // A pinned ClusterIP the API server refuses is reported on the resource, not retried.
     let yaml = "apiVersion: dockyard.dev/v1alpha1\nkind: RegistryMirror\nmetadata: {name: off-range, namespace: team}\nspec:\n  upstreams: [{host: docker.io}]\n  service: {clusterIP: 10.0.0.61}\n";
     assert!(kube.apply("off-range.yaml", yaml).status.success());

@@ -180,3 +180,50 @@ where
         .await?;
     Ok(Some(patched))
 }
+
+/// Whether the children `w` would take belong to a resource of another kind with the same
+/// name (a Registry and a RegistryMirror share child names): its Service, or the data claim
+/// and CA it kept when it was deleted. Taking them would mix a private registry's images
+/// into a cache that evicts them, or fail on the Service; the resource is reported instead.
+pub async fn name_conflict(
+    client: &kube::Client,
+    w: &Workload,
+) -> Result<Option<super::validate::Invalid>, Error> {
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+    let other_kind = |labels: Option<&std::collections::BTreeMap<String, String>>| {
+        labels
+            .and_then(|l| l.get(super::NAME_LABEL))
+            .filter(|app| app.as_str() != w.app && app.starts_with("dockyard-"))
+            .cloned()
+    };
+    let services: Api<Service> = Api::namespaced(client.clone(), &w.namespace);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &w.namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &w.namespace);
+    let mut taken = Vec::new();
+    if let Some(s) = services.get_opt(&w.name).await?
+        && let Some(app) = other_kind(s.metadata.labels.as_ref())
+    {
+        taken.push((format!("Service {}", w.name), app));
+    }
+    if let Some(c) = claims.get_opt(&w.volume_name()).await?
+        && let Some(app) = other_kind(c.metadata.labels.as_ref())
+    {
+        taken.push((format!("PersistentVolumeClaim {}", w.volume_name()), app));
+    }
+    if let Some(c) = secrets.get_opt(&w.ca_name()).await?
+        && let Some(app) = other_kind(c.metadata.labels.as_ref())
+    {
+        taken.push((format!("Secret {}", w.ca_name()), app));
+    }
+    let Some((first, app)) = taken.first() else {
+        return Ok(None);
+    };
+    let what: Vec<&str> = taken.iter().map(|(t, _)| t.as_str()).collect();
+    Ok(Some(super::validate::invalid(
+        "NameInUse",
+        format!(
+            "{first} belongs to a {app} of the same name ({}): a Registry and a RegistryMirror in one namespace need different names; rename this one (or delete what the other left, if it is no longer wanted)",
+            what.join(", ")
+        ),
+    )))
+}

@@ -237,6 +237,18 @@ pub fn conditions(
     )
 }
 
+/// `conditions` plus the previous `NodesConfigured`, if any: a spec that cannot be applied
+/// changes nothing on the nodes, which keep the last plan.
+pub fn keep_nodes_condition(
+    mut conditions: Vec<Condition>,
+    previous: &[Condition],
+) -> Vec<Condition> {
+    if let Some(nodes) = previous.iter().find(|c| c.type_ == "NodesConfigured") {
+        conditions.push(nodes.clone());
+    }
+    conditions
+}
+
 /// `conditions` with the transition time of each one whose status is unchanged from
 /// `previous`, and `now` for the others.
 pub fn keep_transition_times(

@@ -71,6 +71,9 @@ async fn run(mirror: &RegistryMirror, ctx: &Context) -> Result<Action, Error> {
         Err(invalid) => return report_invalid(ctx, mirror, invalid).await,
     };
     let w = &desired.workload;
+    if let Some(invalid) = super::common::apply::name_conflict(client, w).await? {
+        return report_invalid(ctx, mirror, invalid).await;
+    }
     let wants_nodes = desired.nodes.enabled;
     // The finalizer comes before the plan and goes only after it is withdrawn, so a plan is
     // never left behind.
@@ -242,7 +245,7 @@ fn status(
     );
     match outcome {
         Outcome::Invalid { .. } => RegistryMirrorStatus {
-            conditions,
+            conditions: common_status::keep_nodes_condition(conditions, &previous.conditions),
             observed_generation: generation,
             ..previous
         },
@@ -284,6 +287,7 @@ async fn report_invalid(
     let generation = mirror.meta().generation;
     let (conditions, _) =
         common_status::conditions(&outcome, &previous.conditions, generation, Timestamp::now());
+    let conditions = common_status::keep_nodes_condition(conditions, &previous.conditions);
     let next = RegistryMirrorStatus {
         conditions,
         observed_generation: generation,

@@ -70,6 +70,9 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
         Err(invalid) => return report_invalid(ctx, registry, invalid).await,
     };
     let w = &desired.workload;
+    if let Some(invalid) = super::common::apply::name_conflict(client, w).await? {
+        return report_invalid(ctx, registry, invalid).await;
+    }
     let existing = fetch::existing(client, w).await?;
     // Finalizers come before what they guard (pull Secrets in other namespaces, the node
     // plan), and go only after it is cleaned up.

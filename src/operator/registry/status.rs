@@ -4,7 +4,9 @@
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 
-use crate::operator::common::status::{Outcome, conditions, keep_transition_times};
+use crate::operator::common::status::{
+    Outcome, conditions, keep_nodes_condition, keep_transition_times,
+};
 use crate::operator::crd::{NodesStatus, Registry, RegistryStatus};
 
 /// The status for `outcome`; when the spec could not be applied, the previous endpoint,
@@ -25,7 +27,7 @@ pub fn compute(
     }
     match outcome {
         Outcome::Invalid { .. } => RegistryStatus {
-            conditions,
+            conditions: keep_nodes_condition(conditions, &previous.conditions),
             observed_generation: generation,
             ..previous
         },

@@ -523,6 +523,36 @@ async fn a_registry_with_node_trust_publishes_its_ca_for_the_nodes() {
         "{message}"
     );
 
+    // A plan whose resource went without withdrawing it (finalizer removed by hand) is
+    // collected; the plans of live resources stay.
+    let yaml = "apiVersion: dockyard.dev/v1alpha1\nkind: RegistryMirror\nmetadata: {name: orphan, namespace: team}\nspec:\n  upstreams: [{host: quay.io}]\n";
+    assert!(kube.apply("orphan.yaml", yaml).status.success());
+    let orphan_uid = reconcile_mirror(&ctx, "orphan").await.uid().unwrap();
+    let live = "apiVersion: dockyard.dev/v1alpha1\nkind: RegistryMirror\nmetadata: {name: live, namespace: team}\nspec:\n  upstreams: [{host: ghcr.io}]\n";
+    assert!(kube.apply("live.yaml", live).status.success());
+    let live_uid = reconcile_mirror(&ctx, "live").await.uid().unwrap();
+    kube.kubectl(&[
+        "-n",
+        "team",
+        "patch",
+        "registrymirror",
+        "orphan",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+    kube.kubectl(&["-n", "team", "delete", "registrymirror", "orphan"]);
+    assert!(
+        plan(&ctx, "RegistryMirror", &orphan_uid).await.is_some(),
+        "left behind"
+    );
+    let removed = dockyard::operator::nodes::collect_orphans(&ctx.client, SYSTEM)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert!(plan(&ctx, "RegistryMirror", &orphan_uid).await.is_none());
+    assert!(plan(&ctx, "RegistryMirror", &live_uid).await.is_some());
+
     // A pinned ClusterIP the API server refuses is reported on the resource, not retried.
     let yaml = "apiVersion: dockyard.dev/v1alpha1\nkind: RegistryMirror\nmetadata: {name: off-range, namespace: team}\nspec:\n  upstreams: [{host: docker.io}]\n  service: {clusterIP: 10.0.0.61}\n";
     assert!(kube.apply("off-range.yaml", yaml).status.success());

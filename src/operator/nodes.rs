@@ -21,6 +21,9 @@ use super::nodeplan::{
 };
 use super::{Error, MANAGER};
 
+/// Label on a plan: the uid of the resource it belongs to.
+pub const OWNER_UID_LABEL: &str = "dockyard.dev/owner-uid";
+
 /// Problems listed in a status at most.
 const MAX_PROBLEMS: usize = 20;
 
@@ -34,6 +37,7 @@ pub fn plan_config_map(kind: &str, w: &Workload, plan: &NodePlan, namespace: &st
             labels: Some(BTreeMap::from([
                 (PLAN_LABEL.to_owned(), "true".to_owned()),
                 (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
+                (OWNER_UID_LABEL.to_owned(), w.owner.uid.clone()),
             ])),
             annotations: Some(BTreeMap::from([
                 ("dockyard.dev/owner".to_owned(), plan.owner.clone()),
@@ -80,6 +84,46 @@ pub async fn withdraw(
 ) -> Result<(), Error> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     delete_if_present(&api, &plan_name(kind, uid)).await
+}
+
+/// Deletes the plans whose resource is gone (or was re-created under another uid) without
+/// withdrawing them: a finalizer removed by hand, a namespace force-deleted. Their nodes then
+/// remove the files. Returns how many went.
+pub async fn collect_orphans(client: &kube::Client, namespace: &str) -> Result<usize, Error> {
+    use super::crd::{Registry, RegistryMirror};
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let mut removed = 0;
+    for plan in api
+        .list_metadata(&ListParams::default().labels(&format!("{PLAN_LABEL}=true")))
+        .await?
+    {
+        let owner = plan.annotations().get("dockyard.dev/owner").cloned();
+        let uid = plan.labels().get(OWNER_UID_LABEL).cloned();
+        let (Some(owner), Some(uid)) = (owner, uid) else {
+            continue;
+        };
+        let mut parts = owner.splitn(3, '/');
+        let (Some(kind), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let current = match kind {
+            "Registry" => Api::<Registry>::namespaced(client.clone(), ns)
+                .get_metadata_opt(name)
+                .await?
+                .and_then(|o| o.metadata.uid),
+            "RegistryMirror" => Api::<RegistryMirror>::namespaced(client.clone(), ns)
+                .get_metadata_opt(name)
+                .await?
+                .and_then(|o| o.metadata.uid),
+            _ => continue,
+        };
+        if current.as_deref() != Some(uid.as_str()) {
+            tracing::info!(plan = %plan.name_any(), %owner, "deleting the node plan of a resource that is gone");
+            delete_if_present(&api, &plan.name_any()).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// The nodes and the agents' report Leases, for [`status`].

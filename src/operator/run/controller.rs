@@ -118,10 +118,12 @@ pub async fn run(
         health,
         stop.clone(),
     ));
+    let orphans = tokio::spawn(collect_orphans(ctx.clone(), stop.clone()));
     futures::join!(
         run_kind::<Registry>(ctx.clone(), namespace, stop.clone()),
         run_kind::<RegistryMirror>(ctx.clone(), namespace, stop),
     );
+    orphans.abort();
     ready.abort();
     tracing::info!("controllers stopped");
 }
@@ -242,6 +244,27 @@ fn wanting_nodes<K: Kind>(
         .filter(|o| o.wants_nodes())
         .map(|o| guarded(ObjectRef::from_obj(o.as_ref())))
         .collect()
+}
+
+/// Deletes node plans left by resources that are gone, a minute after the controllers start
+/// and every ten minutes after that, while this instance leads.
+async fn collect_orphans(ctx: Arc<Context>, stop: CancellationToken) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
+        }
+        match crate::operator::nodes::collect_orphans(&ctx.client, &ctx.node_namespace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                plans = n,
+                "deleted the node plans of resources that are gone"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot look for orphaned node plans"),
+        }
+        wait = Duration::from_secs(600);
+    }
 }
 
 /// Waits until a one-item list of `K` succeeds (its CRD is installed and RBAC allows it),

@@ -11,7 +11,7 @@
 //! flap every runtime's config, and a mirror that goes away is harmless (runtimes fall back
 //! to the upstream). Deleting the resource removes the files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,20 +112,29 @@ pub fn node_report(node: &Node, plans: &[NodePlan], report: &Report) -> NodeRepo
     }
 }
 
-/// The plans in `config_maps` that parse; a broken one is logged and skipped.
-fn plans(config_maps: &[Arc<ConfigMap>]) -> Vec<NodePlan> {
+/// The plans in `config_maps`. One that does not parse (an operator newer than this agent,
+/// during an upgrade) is not taken as withdrawn, which would remove its files from the node:
+/// the last version of it that parsed (`last_good`, by ConfigMap name) stays in force.
+fn plans(
+    config_maps: &[Arc<ConfigMap>],
+    last_good: &mut HashMap<String, NodePlan>,
+) -> Vec<NodePlan> {
+    let names: Vec<String> = config_maps.iter().map(|cm| cm.name_any()).collect();
+    last_good.retain(|name, _| names.contains(name));
     let mut plans: Vec<NodePlan> = config_maps
         .iter()
         .filter_map(|cm| {
+            let name = cm.name_any();
             let text = cm.data.as_ref()?.get(PLAN_KEY)?;
             match serde_json::from_str::<NodePlan>(text) {
                 Ok(mut plan) => {
                     plan.published_hash = cm.annotations().get(HASH_ANNOTATION).cloned();
+                    last_good.insert(name, plan.clone());
                     Some(plan)
                 }
                 Err(e) => {
-                    tracing::warn!(config_map = ?cm.metadata.name, error = %e, "skipping a node plan that does not parse");
-                    None
+                    tracing::warn!(config_map = %name, error = %e, "a node plan does not parse (is this agent older than the operator?); keeping the last version that did");
+                    last_good.get(&name).cloned()
                 }
             }
         })
@@ -238,6 +247,7 @@ pub async fn run(
     let leases: Api<Lease> = Api::namespaced(client.clone(), &settings.namespace);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut last: Option<NodeReport> = None;
+    let mut last_good = HashMap::new();
     let mut last_renewal = tokio::time::Instant::now();
     loop {
         let Some(node) = node_store.state().into_iter().next() else {
@@ -248,7 +258,7 @@ pub async fn run(
                 () = &mut shutdown => break,
             }
         };
-        let plans = plans(&plan_store.state());
+        let plans = plans(&plan_store.state(), &mut last_good);
         let entries = entries_for(&node, &plans);
         let layout = settings.layout.clone();
         let report = tokio::task::spawn_blocking(move || super::sync(&layout, &entries)).await;
@@ -358,6 +368,29 @@ async fn write_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan_map(name: &str, text: &str) -> Arc<ConfigMap> {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(name.into());
+        cm.data = Some([(PLAN_KEY.to_owned(), text.to_owned())].into());
+        Arc::new(cm)
+    }
+
+    #[test]
+    fn a_plan_that_stops_parsing_stays_in_force_until_it_is_withdrawn() {
+        let mut last_good = HashMap::new();
+        let good = r#"{"owner":"RegistryMirror/ns/m","entries":[{"host":"docker.io","runtimes":["containerd"]}]}"#;
+        let newer = r#"{"owner":"RegistryMirror/ns/m","entries":[{"host":"docker.io","runtimes":["wasm"]}]}"#;
+        assert_eq!(plans(&[plan_map("p", good)], &mut last_good).len(), 1);
+        let kept = plans(&[plan_map("p", newer)], &mut last_good);
+        assert_eq!(kept.len(), 1, "the last good version stays");
+        assert_eq!(kept[0].entries[0].host, "docker.io");
+        assert!(plans(&[], &mut last_good).is_empty(), "withdrawn");
+        assert!(
+            plans(&[plan_map("p", newer)], &mut last_good).is_empty(),
+            "never parsed"
+        );
+    }
 
     #[test]
     fn a_report_outlives_three_resyncs() {

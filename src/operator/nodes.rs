@@ -12,12 +12,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 
-use super::common::apply::delete_if_present;
+use super::common::apply::{delete_if_present, sync_finalizers};
 use super::common::{MANAGED_BY, Workload};
 use super::crd::{NodeProblem, NodesStatus};
 use super::nodeplan::{
-    HASH_ANNOTATION, NodePlan, NodeReport, PLAN_KEY, PLAN_LABEL, REPORT_ANNOTATION, REPORT_LABEL,
-    plan_name,
+    HASH_ANNOTATION, NodePlan, NodeReport, PLAN_FINALIZER, PLAN_KEY, PLAN_LABEL, REPORT_ANNOTATION,
+    REPORT_LABEL, plan_name,
 };
 use super::{Error, MANAGER};
 
@@ -73,6 +73,35 @@ pub async fn publish(
         }
         None => delete_if_present(&api, &name).await,
     }
+}
+
+/// Publishes `plan` for `object` (or withdraws it when `None`), then keeps its finalizers
+/// exactly as wanted: the plan finalizer while a plan exists, plus `others`; and counts the
+/// nodes that carry the plan.
+pub async fn publish_and_count<K>(
+    client: &kube::Client,
+    namespace: &str,
+    w: &Workload,
+    object: &K,
+    plan: Option<&NodePlan>,
+    others: &[(&str, bool)],
+) -> Result<Option<NodesStatus>, Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let kind = K::kind(&());
+    publish(client, namespace, &kind, w, plan).await?;
+    let mut finalizers = vec![(PLAN_FINALIZER, plan.is_some())];
+    finalizers.extend_from_slice(others);
+    sync_finalizers(client, object, &finalizers).await?;
+    let Some(plan) = plan else {
+        return Ok(None);
+    };
+    let (all, reports) = observe(client, namespace).await?;
+    Ok(Some(status(plan, &all, &reports, Timestamp::now())))
 }
 
 /// Deletes the plan of the resource with `uid`.

@@ -5,6 +5,7 @@
 
 pub mod addresses;
 pub mod apply;
+pub mod fetch;
 pub mod pod;
 pub mod service;
 pub mod status;

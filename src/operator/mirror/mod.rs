@@ -6,7 +6,6 @@
 pub mod build;
 pub mod validate;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
-use super::common::apply::{apply, apply_certificate, remove_stale_children, sync_finalizers};
+use super::common::apply::{
+    CertificateOutcome, apply, apply_certificate, remove_stale_children, sync_finalizers,
+};
 use super::common::status::{self as common_status, Outcome, claim_grace_left, publish_on};
 use super::common::validate::{Invalid, service_invalid};
 use super::common::{Addresses, tls};
@@ -60,12 +61,8 @@ async fn run(mirror: &RegistryMirror, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let mut secrets = BTreeMap::new();
-    for name in validate::referenced_secrets(mirror) {
-        if let Some(s) = secrets_api.get_opt(&name).await? {
-            secrets.insert(name, s);
-        }
-    }
+    let names = validate::referenced_secrets(mirror);
+    let secrets = super::common::fetch::secrets(client, &namespace, names).await?;
     let desired = match validate::validate(mirror, &secrets, &ctx.image) {
         Ok(d) => d,
         Err(invalid) => return report_invalid(ctx, mirror, invalid).await,
@@ -103,7 +100,57 @@ async fn run(mirror: &RegistryMirror, ctx: &Context) -> Result<Action, Error> {
             return report_invalid(ctx, mirror, invalid).await;
         }
     };
-    let children = build::build(&desired, &addresses, self_signed.as_ref());
+    let applied = apply_children(client, &desired, &addresses, self_signed.as_ref()).await?;
+    let ca_pem = match &self_signed {
+        Some(m) => Some(m.ca.cert_pem.clone()),
+        None => tls::fetch_ca(&secrets_api, w).await?,
+    };
+    let plan = wants_nodes
+        .then(|| node_plan(mirror, &desired, &addresses, ca_pem))
+        .flatten();
+    let node_status =
+        nodes::publish_and_count(client, &ctx.node_namespace, w, &latest, plan.as_ref(), &[])
+            .await?;
+
+    let pods = super::common::fetch::pods(client, &namespace, &w.children_selector()).await?;
+    let now = Timestamp::now();
+    let outcome = Outcome::Applied {
+        deployment: &applied.deployment,
+        wanted: w.replicas,
+        endpoint: addresses.endpoint(),
+        warning: applied.certificate.warning(),
+        waiting: common_status::waiting(&applied.volume, &pods, now),
+    };
+    let next = status(mirror, &desired, &outcome, w.ca_secret(), node_status, now);
+    publish_transitions(ctx, mirror, &next).await;
+    common_status::write(client, mirror, mirror.status.as_ref(), &next).await?;
+    // Changed node reports are watched; an agent that stops reporting, and the claim's
+    // grace, need a timer.
+    let idle = if plan.is_some() { 60 } else { 300 };
+    let recheck = claim_grace_left(&applied.volume, now)
+        .map_or(Duration::from_secs(idle), |left| {
+            left + Duration::from_secs(1)
+        });
+    Ok(Action::requeue(recheck))
+}
+
+/// What applying the children returned that status needs.
+struct Applied {
+    deployment: k8s_openapi::api::apps::v1::Deployment,
+    volume: k8s_openapi::api::core::v1::PersistentVolumeClaim,
+    certificate: CertificateOutcome,
+}
+
+/// Builds and applies every child but the Service, then deletes the owned ones no longer
+/// wanted.
+async fn apply_children(
+    client: &kube::Client,
+    desired: &Desired,
+    addresses: &Addresses,
+    self_signed: Option<&tls::SelfSigned>,
+) -> Result<Applied, Error> {
+    let w = &desired.workload;
+    let children = build::build(desired, addresses, self_signed);
     let build::Children {
         config,
         ca,
@@ -119,45 +166,13 @@ async fn run(mirror: &RegistryMirror, ctx: &Context) -> Result<Action, Error> {
     let certificate_outcome = apply_certificate(client, w, certificate.as_ref()).await?;
     let volume = apply(client, volume).await?;
     let deployment = apply(client, deployment).await?;
-    let wanted = build::wanted_secrets(&desired, &children);
+    let wanted = build::wanted_secrets(desired, &children);
     remove_stale_children(client, w, &wanted, certificate.is_some()).await?;
-
-    let ca_pem = match &self_signed {
-        Some(m) => Some(m.ca.cert_pem.clone()),
-        None => tls::fetch_ca(&secrets_api, w).await?,
-    };
-    let plan = wants_nodes
-        .then(|| node_plan(mirror, &desired, &addresses, ca_pem))
-        .flatten();
-    nodes::publish(client, &ctx.node_namespace, KIND, w, plan.as_ref()).await?;
-    sync_finalizers(client, &latest, &[(PLAN_FINALIZER, plan.is_some())]).await?;
-    let node_status = match &plan {
-        Some(plan) => {
-            let (all, reports) = nodes::observe(client, &ctx.node_namespace).await?;
-            Some(nodes::status(plan, &all, &reports, Timestamp::now()))
-        }
-        None => None,
-    };
-
-    let pods = super::registry::fetch::pods(client, &namespace, &w.children_selector()).await?;
-    let now = Timestamp::now();
-    let outcome = Outcome::Applied {
-        deployment: &deployment,
-        wanted: w.replicas,
-        endpoint: addresses.endpoint(),
-        warning: certificate_outcome.warning(),
-        waiting: common_status::waiting(&volume, &pods, now),
-    };
-    let next = status(mirror, &desired, &outcome, w.ca_secret(), node_status, now);
-    publish_transitions(ctx, mirror, &next).await;
-    common_status::write(client, mirror, mirror.status.as_ref(), &next).await?;
-    // Changed node reports are watched; an agent that stops reporting, and the claim's
-    // grace, need a timer.
-    let idle = if plan.is_some() { 60 } else { 300 };
-    let recheck = claim_grace_left(&volume, now).map_or(Duration::from_secs(idle), |left| {
-        left + Duration::from_secs(1)
-    });
-    Ok(Action::requeue(recheck))
+    Ok(Applied {
+        deployment,
+        volume,
+        certificate: certificate_outcome,
+    })
 }
 
 fn build_service(d: &Desired) -> k8s_openapi::api::core::v1::Service {

@@ -8,7 +8,7 @@
 
 mod apply;
 pub mod build;
-pub(crate) mod fetch;
+mod fetch;
 pub mod materials;
 mod status;
 pub mod validate;
@@ -22,6 +22,7 @@ use kube::runtime::events::{EventType, Recorder};
 use kube::{Resource, ResourceExt};
 
 use super::common::apply::sync_finalizers;
+use super::common::fetch as common_fetch;
 use super::common::status::{self as common_status, Outcome, publish_on};
 use super::common::{Addresses, status::claim_grace_left, tls};
 use super::crd::Registry;
@@ -64,7 +65,7 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
         sync_finalizers(client, registry, &none).await?;
         return Ok(Action::await_change());
     }
-    let secrets = fetch::referenced(client, registry, &namespace).await?;
+    let secrets = common_fetch::secrets(client, &namespace, referenced_secrets(registry)).await?;
     let desired = match validate::validate(registry, &secrets, &ctx.image) {
         Ok(d) => d,
         Err(invalid) => return report_invalid(ctx, registry, invalid).await,
@@ -121,20 +122,17 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
     let plan = trust
         .then(|| node_plan(registry, &desired, &addresses, ca_pem))
         .flatten();
-    nodes::publish(client, &ctx.node_namespace, KIND, w, plan.as_ref()).await?;
-    let exact = [
-        (PULL_SECRETS_FINALIZER, foreign),
-        (PLAN_FINALIZER, plan.is_some()),
-    ];
-    sync_finalizers(client, &latest, &exact).await?;
-    let node_status = match &plan {
-        Some(plan) => {
-            let (all, reports) = nodes::observe(client, &ctx.node_namespace).await?;
-            Some(nodes::status(plan, &all, &reports, Timestamp::now()))
-        }
-        None => None,
-    };
-    let pods = fetch::pods(client, &namespace, &w.children_selector()).await?;
+    let others = [(PULL_SECRETS_FINALIZER, foreign)];
+    let node_status = nodes::publish_and_count(
+        client,
+        &ctx.node_namespace,
+        w,
+        &latest,
+        plan.as_ref(),
+        &others,
+    )
+    .await?;
+    let pods = common_fetch::pods(client, &namespace, &w.children_selector()).await?;
     let now = Timestamp::now();
     let outcome = Outcome::Applied {
         deployment: &applied.deployment,

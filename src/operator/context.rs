@@ -1,13 +1,20 @@
 //! What every reconcile gets: the API client, the image registry pods run, metrics, the
-//! one event recorder (so repeated Events aggregate into a series) and the retry delays.
+//! one event recorder (so repeated Events aggregate into a series) and the retry delays;
+//! and how every kind's reconcile is counted, timed and retried.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::future::Future;
+use std::time::Instant;
+
+use kube::Resource;
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 
-use super::metrics::Metrics;
+use super::Error;
+use super::metrics::{KindLabels, Metrics};
 
 /// The field manager for every server-side apply, and the event reporter's name.
 pub const MANAGER: &str = "dockyard";
@@ -45,6 +52,50 @@ impl Context {
             node_namespace,
         }
     }
+}
+
+impl Context {
+    /// Runs one reconcile of `object` (of `kind`): counted and timed in the metrics; a
+    /// success resets its retry delay.
+    pub async fn reconciling<K: Resource>(
+        &self,
+        kind: &str,
+        object: &K,
+        run: impl Future<Output = Result<Action, Error>>,
+    ) -> Result<Action, Error> {
+        let labels = KindLabels {
+            kind: kind.to_owned(),
+        };
+        self.metrics.reconciles.get_or_create(&labels).inc();
+        let started = Instant::now();
+        let result = run.await;
+        self.metrics
+            .duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            self.backoff.succeeded(&object_key(object));
+        }
+        result
+    }
+
+    /// Retries a failed reconcile of `object` after a delay that doubles with each
+    /// consecutive failure (and starts over after a success).
+    pub fn retry<K: Resource>(&self, kind: &str, object: &K, error: &Error) -> Action {
+        self.metrics.failure(kind, error);
+        let delay = self.backoff.failed(&object_key(object));
+        tracing::warn!(%kind, name = object.meta().name.as_deref().unwrap_or_default(), error = %error, retry_in_secs = delay.as_secs(), "reconcile failed");
+        Action::requeue(delay)
+    }
+}
+
+/// `namespace/name`: the key of an object's retry delay.
+pub fn object_key(object: &impl Resource) -> String {
+    format!(
+        "{}/{}",
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
 }
 
 /// Retry delays per object after failed reconciles: 5 s, doubling to at most 5 min, and

@@ -7,7 +7,7 @@ pub mod build;
 pub mod validate;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
@@ -23,7 +23,6 @@ use super::common::status::{self as common_status, Outcome, claim_grace_left, pu
 use super::common::validate::{Invalid, service_invalid};
 use super::common::{Addresses, tls};
 use super::crd::{NodesStatus, RegistryMirror, RegistryMirrorStatus, TlsMode};
-use super::metrics::KindLabels;
 use super::nodeplan::{NodePlan, PLAN_FINALIZER, PlanEntry};
 use super::{Context, Error, nodes};
 use validate::Desired;
@@ -33,21 +32,8 @@ pub const KIND: &str = "RegistryMirror";
 /// Reconciles one RegistryMirror; a success resets its retry delay.
 #[tracing::instrument(skip(mirror, ctx), fields(name = %mirror.name_any(), namespace = mirror.namespace().unwrap_or_default()))]
 pub async fn reconcile(mirror: Arc<RegistryMirror>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let kind = KindLabels {
-        kind: KIND.to_owned(),
-    };
-    ctx.metrics.reconciles.get_or_create(&kind).inc();
-    let started = Instant::now();
-    let result = run(&mirror, &ctx).await;
-    ctx.metrics
-        .duration
-        .get_or_create(&kind)
-        .observe(started.elapsed().as_secs_f64());
-    if result.is_ok() {
-        ctx.backoff
-            .succeeded(&super::registry::object_key(mirror.as_ref()));
-    }
-    result
+    ctx.reconciling(KIND, mirror.as_ref(), run(&mirror, &ctx))
+        .await
 }
 
 async fn run(mirror: &RegistryMirror, ctx: &Context) -> Result<Action, Error> {
@@ -322,8 +308,5 @@ async fn report_invalid(
 
 /// Retries a failed reconcile after a delay that doubles with each consecutive failure.
 pub fn error_policy(mirror: &RegistryMirror, error: &Error, ctx: &Context) -> Action {
-    ctx.metrics.failure(KIND, error);
-    let delay = ctx.backoff.failed(&super::registry::object_key(mirror));
-    tracing::warn!(name = %mirror.name_any(), error = %error, retry_in_secs = delay.as_secs(), "reconcile failed");
-    Action::requeue(delay)
+    ctx.retry(KIND, mirror, error)
 }

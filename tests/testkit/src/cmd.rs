@@ -32,6 +32,11 @@ impl Outcome {
 /// Where a client tool lives: `$DOCKYARD_TOOLS/bin/<name>`, then `<repo>/.tools/bin/<name>`
 /// (both filled by `tests/setup.sh`), then `PATH`. Panics when it is nowhere.
 pub fn tool(name: &str) -> PathBuf {
+    find_tool(name).unwrap_or_else(|| panic!("client tool `{name}` not found: run tests/setup.sh"))
+}
+
+/// [`tool`], or None when the tool is nowhere (for tests that may skip without it).
+pub fn find_tool(name: &str) -> Option<PathBuf> {
     let mut candidates = Vec::new();
     if let Some(dir) = std::env::var_os("DOCKYARD_TOOLS") {
         candidates.push(PathBuf::from(dir).join("bin").join(name));
@@ -40,10 +45,7 @@ pub fn tool(name: &str) -> PathBuf {
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path).map(|dir| dir.join(name)));
     }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("client tool `{name}` not found: run tests/setup.sh"))
+    candidates.into_iter().find(|p| p.is_file())
 }
 
 /// A command for the tool `name` (resolved with [`tool`]) with these arguments.

@@ -1,8 +1,9 @@
 //! Shared helpers for Dockyard's black-box integration tests (`tests/*.rs`): a guard that runs
 //! a registry (Dockyard or the reference distribution 2.8.2) on loopback, a raw HTTP/1.1 probe,
 //! runners for real client programs (with private podman storage and a private containerd),
-//! the OCI conformance runners, and an OCI image layout writer. A library compiled once; each
-//! test crate says `use dockyard_testkit as common;` and uses the parts it needs.
+//! the OCI conformance runners, an OCI image layout writer, and a MinIO server (a real S3
+//! engine). A library compiled once; each test crate says `use dockyard_testkit as common;`
+//! and uses the parts it needs.
 
 pub mod cmd;
 pub mod conformance;
@@ -10,6 +11,7 @@ pub mod containerd;
 pub mod dockerd;
 pub mod http;
 pub mod kube;
+pub mod minio;
 pub mod mirror;
 pub mod oci;
 pub mod operator;

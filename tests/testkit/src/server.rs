@@ -77,6 +77,22 @@ impl ServerBuilder {
         self
     }
 
+    /// Several [`ServerBuilder::env`] at once, such as [`crate::minio::Minio::registry_env`].
+    /// When they select a storage driver (`REGISTRY_STORAGE=s3`), the server does not get
+    /// its filesystem root directory, and `REGISTRY_STORAGE_DELETE_ENABLED` carries
+    /// [`ServerBuilder::delete_enabled`] (distribution replaces its config file's whole
+    /// `storage` section, `delete` included, when `REGISTRY_STORAGE` is set).
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
     pub fn delete_enabled(mut self, enabled: bool) -> Self {
         self.delete_enabled = enabled;
         self
@@ -244,6 +260,12 @@ impl Server {
     fn command(&self) -> Command {
         let data = self.data_dir.display().to_string();
         let delete = self.options.delete_enabled.to_string();
+        // Another storage driver chosen through the environment (S3 on MinIO, say).
+        let storage_from_env = self
+            .options
+            .env
+            .iter()
+            .any(|(k, _)| k == "REGISTRY_STORAGE");
         let mut command = match self.target {
             Target::Dockyard => {
                 // DOCKYARD_TEST_BIN runs the tests against another build (an older commit, say).
@@ -257,8 +279,10 @@ impl Server {
                 let mut c = Command::new(bin);
                 c.arg("serve")
                     .env("REGISTRY_HTTP_ADDR", listen)
-                    .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &data)
                     .env("REGISTRY_STORAGE_DELETE_ENABLED", &delete);
+                if !storage_from_env {
+                    c.env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", &data);
+                }
                 c
             }
             Target::Distribution => {
@@ -271,7 +295,11 @@ impl Server {
                 );
                 fs::write(&config, yaml).unwrap();
                 let mut c = Command::new("docker-registry");
+                // Its S3 driver panics when AWS_CA_BUNDLE is set.
                 c.arg("serve").arg(config).env_remove("AWS_CA_BUNDLE");
+                if storage_from_env {
+                    c.env("REGISTRY_STORAGE_DELETE_ENABLED", &delete);
+                }
                 c
             }
         };
@@ -339,7 +367,8 @@ pub fn signal(pid: u32, name: &str) {
         .status();
 }
 
-fn free_port() -> u16 {
+/// A loopback port that was free a moment ago (bind to 0, read it, release it).
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().unwrap().port()
 }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
 mod lenient;
+pub mod s3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -251,10 +252,11 @@ pub struct ManifestValidation {
 }
 
 /// Which storage backend the configuration selects.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StorageKind {
     Filesystem(PathBuf),
     InMemory,
+    S3(Box<crate::storage::s3::S3Options>),
 }
 
 /// A loaded configuration and the warnings it produced.
@@ -325,6 +327,9 @@ impl Config {
             })
             .collect();
         let s = &self.storage;
+        if let Some(Ok((_, s3))) = s.s3.as_ref().map(s3::parse) {
+            w.extend(s3);
+        }
         for (key, set) in [
             ("cache", s.cache.is_some()),
             ("redirect", s.redirect.is_some()),
@@ -369,11 +374,13 @@ impl Config {
                 ))
             }
             ["inmemory"] => Ok(StorageKind::InMemory),
-            ["s3"] => Err(ConfigError::Invalid(
-                "storage.s3 is not available in this build yet; use storage.filesystem".into(),
-            )),
+            ["s3"] => {
+                let value = s.s3.as_ref().expect("chosen because present");
+                let (options, _) = s3::parse(value).map_err(ConfigError::Invalid)?;
+                Ok(StorageKind::S3(Box::new(options)))
+            }
             [other] => Err(ConfigError::Invalid(format!(
-                "storage driver {other:?} is not supported (supported: filesystem, inmemory)"
+                "storage driver {other:?} is not supported (supported: filesystem, inmemory, s3)"
             ))),
             many => Err(ConfigError::Invalid(format!(
                 "more than one storage driver configured: {}",

@@ -11,7 +11,7 @@ use crate::auth::{AuthSetupError, Authenticator, Policy};
 use crate::config::{Config, ConfigError, StorageKind, UploadPurging};
 use crate::content::{Content, ContentOptions};
 use crate::registry::{self, AppState, http::UrlBase};
-use crate::storage::{Driver, fs::FsDriver, memory::MemoryDriver};
+use crate::storage::{Driver, fs::FsDriver, memory::MemoryDriver, s3::S3Driver};
 use crate::tls::{Tls, TlsError, TlsSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +159,16 @@ pub fn build_state(config: &Config) -> Result<Built, ServeError> {
                 "memory (lost on exit)".to_owned(),
                 None,
             ),
+            StorageKind::S3(options) => {
+                let driver = S3Driver::new(&options).map_err(ConfigError::Invalid)?;
+                let location = format!(
+                    "s3://{}/{} ({})",
+                    options.bucket,
+                    options.root,
+                    options.endpoint_url().as_deref().unwrap_or("AWS")
+                );
+                (Arc::new(driver), location, None)
+            }
         };
     let options = ContentOptions {
         delete_enabled: config.storage.delete.enabled,

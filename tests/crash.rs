@@ -135,7 +135,16 @@ fn get_blob_digest(server: &Server, name: &str, digest: &str) -> (u16, u64, Stri
         }
     }
     let mut hasher = Sha256::new();
-    let n = std::io::copy(&mut reader, &mut hasher).unwrap();
+    let mut n = 0u64;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let got = std::io::Read::read(&mut reader, &mut buf).unwrap();
+        if got == 0 {
+            break;
+        }
+        hasher.update(&buf[..got]);
+        n += got as u64;
+    }
     (
         status,
         n,

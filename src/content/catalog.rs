@@ -21,25 +21,17 @@ impl Content {
         while let Some(prefix) = pending.pop() {
             let mut markers = Vec::new();
             for child in self
-                .list_or_empty(&layout::repository_path(&prefix))
+                .entries_or_empty(&layout::repository_path(&prefix))
                 .await?
             {
-                if child.starts_with('_') {
-                    markers.push(child);
-                    continue;
-                }
-                let path = if prefix.is_empty() {
-                    child
-                } else {
-                    format!("{prefix}/{child}")
-                };
-                if self
-                    .driver
-                    .stat(&layout::repository_path(&path))
-                    .await
-                    .is_ok_and(|i| i.is_dir)
-                {
-                    pending.push(path);
+                if child.name.starts_with('_') {
+                    markers.push(child.name);
+                } else if child.is_dir {
+                    pending.push(if prefix.is_empty() {
+                        child.name
+                    } else {
+                        format!("{prefix}/{}", child.name)
+                    });
                 }
             }
             if !markers.is_empty() {
@@ -97,16 +89,19 @@ impl Content {
                 continue;
             }
             for id in self.list_or_empty(&layout::uploads_dir(&name)).await? {
-                let data = self.driver.stat(&layout::upload_data(&name, &id)).await;
-                let started = self
-                    .driver
-                    .stat(&layout::upload_started_at(&name, &id))
-                    .await;
-                let last_active = [data, started]
-                    .into_iter()
-                    .filter_map(|s| s.ok())
-                    .map(|s| s.modified)
-                    .max();
+                // The state is saved after every chunk (an object store has no data object
+                // before the upload completes); the data and the start for older sessions.
+                let mut last_active = None;
+                for path in [
+                    layout::upload_state(&name, &id),
+                    layout::upload_data(&name, &id),
+                    layout::upload_started_at(&name, &id),
+                ] {
+                    if let Ok(info) = self.driver.stat(&path).await {
+                        last_active = last_active.max(Some(info.modified));
+                        break;
+                    }
+                }
                 if last_active.is_some_and(|t| t >= cutoff) {
                     continue;
                 }

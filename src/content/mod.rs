@@ -177,8 +177,18 @@ impl Content {
         }
     }
 
-    /// Lists a directory, empty when it does not exist.
+    /// The names in a directory, none when it does not exist.
     pub(crate) async fn list_or_empty(&self, path: &str) -> Result<Vec<String>> {
+        Ok(self
+            .entries_or_empty(path)
+            .await?
+            .into_iter()
+            .map(|e| e.name)
+            .collect())
+    }
+
+    /// The entries of a directory, none when it does not exist.
+    pub(crate) async fn entries_or_empty(&self, path: &str) -> Result<Vec<crate::storage::Entry>> {
         match self.driver.list(path).await {
             Ok(v) => Ok(v),
             Err(e) if e.is_not_found() => Ok(vec![]),

@@ -1,27 +1,20 @@
 //! Upload sessions: monolithic, chunked, streamed and resumable blob uploads. Bytes are
-//! hashed while they stream to `_uploads/<id>/data`; on completion the digest is checked
-//! and the file is renamed into place, so a blob is never visible under a digest its
-//! bytes do not have. Hash state is kept in memory per session and rebuilt from the
-//! data file after a restart, so any upload can be resumed.
+//! hashed while they stream to `_uploads/<id>/data`; after each request the session's state
+//! (offset, hash state, and where the driver resumes its writer) is saved in
+//! `_uploads/<id>/state`, so any replica on the same storage continues any session and
+//! nothing is re-read. On completion the digest is checked and the data is moved into
+//! place, so a blob is never visible under a digest its bytes do not have.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 
 use super::{BodyStream, Content, ContentError, Result};
 use crate::oci::{Algorithm, Digest, Hasher, RepoName};
-use crate::storage::layout;
-
-/// The hash of an upload's first `offset` bytes.
-#[derive(Clone)]
-struct HashState {
-    hasher: Hasher,
-    offset: u64,
-}
-
-type SessionSlot = Arc<tokio::sync::Mutex<Option<HashState>>>;
+use crate::storage::{FileWriter, Resume, StorageError, layout};
 
 /// Where a chunk goes, from its `Content-Range`: the offset of its first byte and its length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,24 +23,79 @@ pub struct ChunkRange {
     pub len: u64,
 }
 
-/// In-memory per-session state; one lock per session serialises its requests.
+/// What a session has received, as saved after each request.
+#[derive(Serialize, Deserialize)]
+struct SessionState {
+    /// The hash of every byte received, saved by [`Hasher::save`] (hex).
+    algorithm: Algorithm,
+    hash: String,
+    /// The data's size and the driver's resume point.
+    writer: Resume,
+}
+
+/// A session's state, loaded.
+struct Session {
+    hasher: Hasher,
+    /// `None` before the first byte: the data does not exist yet.
+    writer: Option<Resume>,
+}
+
+impl Session {
+    fn offset(&self) -> u64 {
+        self.writer.as_ref().map_or(0, |w| w.size)
+    }
+}
+
+/// One lock per session in this process serialises its requests (a client that sends two
+/// chunks at once); entries go when no request holds them.
 #[derive(Default)]
 pub struct UploadSessions {
-    sessions: Mutex<HashMap<String, SessionSlot>>,
+    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl UploadSessions {
-    fn slot(&self, id: &str) -> SessionSlot {
-        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id.to_owned()).or_default().clone()
+    async fn lock(&self, id: &str) -> SessionGuard<'_> {
+        let slot = {
+            let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(id.to_owned()).or_default().clone()
+        };
+        let guard = slot.clone().lock_owned().await;
+        SessionGuard {
+            sessions: self,
+            id: id.to_owned(),
+            slot,
+            _guard: guard,
+        }
     }
+}
 
-    fn forget(&self, id: &str) {
-        self.sessions
+struct SessionGuard<'a> {
+    sessions: &'a UploadSessions,
+    id: String,
+    slot: Arc<tokio::sync::Mutex<()>>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .sessions
+            .sessions
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+            .unwrap_or_else(|p| p.into_inner());
+        // The map's, this guard's and the lock's own: nobody else waits for it.
+        if Arc::strong_count(&self.slot) <= 3 {
+            map.remove(&self.id);
+        }
     }
+}
+
+/// How a chunk's body ended.
+enum Streamed {
+    /// All of it arrived, in its declared length if any.
+    Whole,
+    /// The connection broke; what arrived is kept so the client can resume.
+    Broken(std::io::Error),
 }
 
 impl Content {
@@ -64,14 +112,50 @@ impl Content {
 
     /// Bytes received so far by a session.
     pub async fn upload_offset(&self, name: &RepoName, id: &str) -> Result<u64> {
-        if !self.exists(&layout::upload_started_at(name, id)).await? {
-            return Err(ContentError::UploadUnknown(id.to_owned()));
-        }
-        match self.driver.stat(&layout::upload_data(name, id)).await {
-            Ok(info) => Ok(info.size),
-            Err(e) if e.is_not_found() => Ok(0),
+        Ok(self
+            .load_session(name, id, Algorithm::Sha256)
+            .await?
+            .offset())
+    }
+
+    /// The saved state of a session; a session from before states were saved (an older
+    /// Dockyard) is rebuilt from its data.
+    async fn load_session(&self, name: &RepoName, id: &str, alg: Algorithm) -> Result<Session> {
+        let path = layout::upload_state(name, id);
+        match self.driver.get_content(&path).await {
+            Ok(bytes) => {
+                let state: SessionState = serde_json::from_slice(&bytes)
+                    .map_err(|e| corrupt(&path, format!("unreadable upload state: {e}")))?;
+                let hasher = hex::decode(&state.hash)
+                    .ok()
+                    .and_then(|b| Hasher::restore(state.algorithm, &b))
+                    .ok_or_else(|| corrupt(&path, "unreadable hash state".into()))?;
+                Ok(Session {
+                    hasher,
+                    writer: Some(state.writer),
+                })
+            }
+            Err(e) if e.is_not_found() => {
+                if !self.exists(&layout::upload_started_at(name, id)).await? {
+                    return Err(ContentError::UploadUnknown(id.to_owned()));
+                }
+                self.rehash(name, id, alg).await
+            }
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn save_session(&self, name: &RepoName, id: &str, session: &Session) -> Result<()> {
+        let state = SessionState {
+            algorithm: session.hasher.algorithm(),
+            hash: hex::encode(session.hasher.save()),
+            writer: session.writer.clone().unwrap_or_default(),
+        };
+        let bytes = serde_json::to_vec(&state).expect("a session state serializes");
+        self.driver
+            .put_content(&layout::upload_state(name, id), bytes.into())
+            .await?;
+        Ok(())
     }
 
     /// Appends a chunk. Its `Content-Range`, if given, must start at the current offset and
@@ -86,20 +170,31 @@ impl Content {
         body: impl BodyStream,
     ) -> Result<u64> {
         self.require_writable()?;
-        let slot = self.uploads.slot(id);
-        let mut state = slot.lock().await;
-        self.append_locked(&mut state, name, id, range, body).await
+        let _guard = self.uploads.lock(id).await;
+        let mut session = self.load_session(name, id, Algorithm::Sha256).await?;
+        let (writer, streamed) = self
+            .write_chunk(name, id, &mut session, range, body)
+            .await?;
+        session.writer = Some(writer.close().await?);
+        self.save_session(name, id, &session).await?;
+        match streamed {
+            Streamed::Whole => Ok(session.offset()),
+            Streamed::Broken(e) => Err(ContentError::Body(e)),
+        }
     }
 
-    async fn append_locked(
+    /// Streams a chunk into the session's data through a new writer, updating `session`'s
+    /// hash; the caller closes or commits the writer. With a declared length, a body that
+    /// turns out longer or shorter is discarded and the session is left as it was.
+    async fn write_chunk(
         &self,
-        state: &mut Option<HashState>,
         name: &RepoName,
         id: &str,
+        session: &mut Session,
         range: Option<ChunkRange>,
-        body: impl BodyStream,
-    ) -> Result<u64> {
-        let offset = self.upload_offset(name, id).await?;
+        mut body: impl BodyStream,
+    ) -> Result<(Box<dyn FileWriter>, Streamed)> {
+        let offset = session.offset();
         if let Some(range) = range
             && range.start != offset
         {
@@ -108,93 +203,73 @@ impl Content {
                 expected: offset,
             });
         }
-        let hash = match state.take() {
-            Some(s) if s.offset == offset => s,
-            _ => self.rehash(name, id, Algorithm::Sha256).await?,
-        };
-        let limit = range.map(|r| r.len);
-        let (hash, result) = self.write_chunk(name, id, hash, limit, body).await;
-        *state = hash;
-        result
-    }
-
-    /// Writes a chunk; with a `declared` length, a body that turns out longer or shorter is
-    /// discarded and the session keeps its previous size and hash.
-    async fn write_chunk(
-        &self,
-        name: &RepoName,
-        id: &str,
-        mut hash: HashState,
-        declared: Option<u64>,
-        mut body: impl BodyStream,
-    ) -> (Option<HashState>, Result<u64>) {
-        let before = declared.map(|_| hash.clone());
-        let mut writer = match self.driver.writer(&layout::upload_data(name, id)).await {
-            Ok(w) => w,
-            Err(e) => return (None, Err(e.into())),
-        };
-        let mut failure = None;
+        let declared = range.map(|r| r.len);
+        let data = layout::upload_data(name, id);
+        let mut writer = self.driver.writer(&data, session.writer.as_ref()).await?;
+        let mut hasher = session.hasher.clone();
         let mut received = 0u64;
+        let mut streamed = Streamed::Whole;
         while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(bytes) => {
-                    received += bytes.len() as u64;
-                    if let (Some(declared), Some(before)) = (declared, &before)
-                        && received > declared
-                    {
-                        return discard_chunk(writer, before.clone(), declared, received).await;
-                    }
-                    hash.hasher.update(&bytes);
-                    hash.offset += bytes.len() as u64;
-                    if let Err(e) = writer.write(bytes).await {
-                        // A full disk (or any write error) keeps none of this chunk, so the
-                        // space is given back; the next request re-reads the hash from disk.
-                        if let Err(cancel) = writer.cancel().await {
-                            tracing::warn!(upload = %id, error = %cancel, "cannot discard a failed chunk");
-                        }
-                        return (None, Err(e.into()));
-                    }
-                }
+            let bytes = match chunk {
+                Ok(bytes) => bytes,
                 Err(e) => {
-                    failure = Some(ContentError::Body(e));
+                    streamed = Streamed::Broken(e);
                     break;
                 }
+            };
+            received += bytes.len() as u64;
+            if declared.is_some_and(|d| received > d) {
+                break;
+            }
+            hasher.update(&bytes);
+            if let Err(e) = writer.write(bytes).await {
+                // A full disk (or any write error) keeps none of this chunk.
+                cancel(writer, id).await;
+                return Err(e.into());
             }
         }
-        if let (None, Some(declared), Some(before)) = (&failure, declared, before)
+        if let (Streamed::Whole, Some(declared)) = (&streamed, declared)
             && received != declared
         {
-            return discard_chunk(writer, before, declared, received).await;
+            cancel(writer, id).await;
+            return Err(ContentError::ChunkLength {
+                declared,
+                received,
+                offset,
+            });
         }
-        // Persist what was received even when the body broke, so the offset is resumable.
-        if let Err(e) = writer.commit().await {
-            return (None, Err(e.into()));
-        }
-        match failure {
-            Some(e) => (Some(hash), Err(e)),
-            None => {
-                let offset = hash.offset;
-                (Some(hash), Ok(offset))
-            }
-        }
+        session.hasher = hasher;
+        Ok((writer, streamed))
     }
 
-    async fn rehash(&self, name: &RepoName, id: &str, algorithm: Algorithm) -> Result<HashState> {
+    /// Rebuilds a session's state from its data (a session an older Dockyard started).
+    async fn rehash(&self, name: &RepoName, id: &str, algorithm: Algorithm) -> Result<Session> {
         let mut hasher = algorithm.hasher();
         let mut offset = 0;
         let data = layout::upload_data(name, id);
         match self.driver.reader(&data, 0, None).await {
             Ok(mut stream) => {
                 while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(|e| crate::storage::StorageError::io(&data, e))?;
+                    let chunk = chunk.map_err(|e| StorageError::io(&data, e))?;
                     hasher.update(&chunk);
                     offset += chunk.len() as u64;
                 }
             }
-            Err(e) if e.is_not_found() => {}
+            Err(e) if e.is_not_found() => {
+                return Ok(Session {
+                    hasher,
+                    writer: None,
+                });
+            }
             Err(e) => return Err(e.into()),
         }
-        Ok(HashState { hasher, offset })
+        Ok(Session {
+            hasher,
+            writer: Some(Resume {
+                size: offset,
+                token: None,
+            }),
+        })
     }
 
     /// Stores a whole blob in one request (`POST ?digest=`). The client never learns the
@@ -227,22 +302,44 @@ impl Content {
         body: impl BodyStream,
     ) -> Result<()> {
         self.require_writable()?;
-        let slot = self.uploads.slot(id);
-        let mut state = slot.lock().await;
-        let offset = self
-            .append_locked(&mut state, name, id, range, body)
+        let _guard = self.uploads.lock(id).await;
+        let mut session = self.load_session(name, id, digest.algorithm()).await?;
+        let (writer, streamed) = self
+            .write_chunk(name, id, &mut session, range, body)
             .await?;
-        let hash = match state.take() {
-            Some(s) if s.offset == offset && s.hasher.algorithm() == digest.algorithm() => s,
-            _ => self.rehash(name, id, digest.algorithm()).await?,
-        };
-        self.commit_upload(name, id, digest, hash.hasher.finish())
-            .await
+        if let Streamed::Broken(e) = streamed {
+            session.writer = Some(writer.close().await?);
+            self.save_session(name, id, &session).await?;
+            return Err(ContentError::Body(e));
+        }
+        if session.hasher.algorithm() == digest.algorithm() {
+            let actual = session.hasher.finish();
+            if &actual != digest {
+                cancel(writer, id).await;
+                self.discard_upload(name, id).await?;
+                return Err(ContentError::DigestMismatch {
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            writer.commit().await?;
+        } else {
+            // Hashed as sha256 while streaming; the data is read back once for another
+            // algorithm.
+            writer.commit().await?;
+            let actual = self
+                .rehash(name, id, digest.algorithm())
+                .await?
+                .hasher
+                .finish();
+            return self.commit_upload(name, id, digest, actual).await;
+        }
+        self.commit_upload(name, id, digest, digest.clone()).await
     }
 
-    /// Moves a session's bytes into place as blob `expected`, linked into `name`, if they
-    /// hashed to it (`actual`); otherwise discards the session. Every blob, pushed or fetched
-    /// by the pull-through cache, is committed here.
+    /// Moves a session's committed bytes into place as blob `expected`, linked into `name`,
+    /// if they hashed to it (`actual`); otherwise discards the session. Every blob, pushed
+    /// or fetched by the pull-through cache, is committed here.
     pub(crate) async fn commit_upload(
         &self,
         name: &RepoName,
@@ -266,13 +363,16 @@ impl Content {
     }
 
     /// A new session and a writer to its data, for a writer that hashes by itself (the
-    /// pull-through cache); finish with [`Content::commit_upload`].
+    /// pull-through cache); commit the writer, then [`Content::commit_upload`].
     pub(crate) async fn open_upload(
         &self,
         name: &RepoName,
-    ) -> Result<(String, Box<dyn crate::storage::FileWriter>)> {
+    ) -> Result<(String, Box<dyn FileWriter>)> {
         let id = self.start_upload(name).await?;
-        let writer = self.driver.writer(&layout::upload_data(name, &id)).await?;
+        let writer = self
+            .driver
+            .writer(&layout::upload_data(name, &id), None)
+            .await?;
         Ok((id, writer))
     }
 
@@ -292,35 +392,31 @@ impl Content {
 
     /// Cancels a session and deletes what it received.
     pub async fn cancel_upload(&self, name: &RepoName, id: &str) -> Result<()> {
-        self.upload_offset(name, id).await?;
+        let _guard = self.uploads.lock(id).await;
+        if !self.exists(&layout::upload_started_at(name, id)).await? {
+            return Err(ContentError::UploadUnknown(id.to_owned()));
+        }
         self.discard_upload(name, id).await
     }
 
     pub(crate) async fn discard_upload(&self, name: &RepoName, id: &str) -> Result<()> {
-        self.uploads.forget(id);
         self.remove(&layout::upload_dir(name, id)).await
     }
 }
 
-/// Drops a chunk whose body did not match its `Content-Range`: the session keeps `before`.
-async fn discard_chunk(
-    writer: Box<dyn crate::storage::FileWriter>,
-    before: HashState,
-    declared: u64,
-    received: u64,
-) -> (Option<HashState>, Result<u64>) {
-    let offset = before.offset;
-    match writer.cancel().await {
-        Ok(()) => (
-            Some(before),
-            Err(ContentError::ChunkLength {
-                declared,
-                received,
-                offset,
-            }),
-        ),
-        Err(e) => (None, Err(e.into())),
+/// Discards what a writer wrote; a failure to is only logged (the session's state still
+/// says where its data ends).
+async fn cancel(writer: Box<dyn FileWriter>, id: &str) {
+    if let Err(e) = writer.cancel().await {
+        tracing::warn!(upload = %id, error = %e, "cannot discard a refused chunk");
     }
+}
+
+fn corrupt(path: &str, message: String) -> ContentError {
+    ContentError::Storage(StorageError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, message),
+    })
 }
 
 /// Formats a time as RFC 3339 in UTC, as distribution writes `startedat`.

@@ -7,7 +7,10 @@ use std::str::FromStr;
 use sha2::Digest as _;
 
 /// A digest algorithm this registry can verify.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Algorithm {
     Sha256,
     Sha512,
@@ -163,6 +166,29 @@ impl Hasher {
         }
     }
 
+    /// The hasher's whole state, to be [`Hasher::restore`]d in another process: an upload
+    /// continued on another replica goes on hashing where this one stopped.
+    pub fn save(&self) -> Vec<u8> {
+        use sha2::digest::common::hazmat::SerializableState;
+        match self {
+            Hasher::Sha256(h) => h.serialize().to_vec(),
+            Hasher::Sha512(h) => h.serialize().to_vec(),
+        }
+    }
+
+    /// A hasher from what [`Hasher::save`] gave, or `None` if the bytes are not such a state.
+    pub fn restore(algorithm: Algorithm, state: &[u8]) -> Option<Hasher> {
+        use sha2::digest::common::hazmat::SerializableState;
+        Some(match algorithm {
+            Algorithm::Sha256 => {
+                Hasher::Sha256(sha2::Sha256::deserialize(state.try_into().ok()?).ok()?)
+            }
+            Algorithm::Sha512 => {
+                Hasher::Sha512(sha2::Sha512::deserialize(state.try_into().ok()?).ok()?)
+            }
+        })
+    }
+
     pub fn finish(self) -> Digest {
         let (algorithm, hex) = match self {
             Hasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
@@ -185,6 +211,22 @@ mod tests {
         assert_eq!(d.algorithm(), Algorithm::Sha256);
         assert_eq!(d.to_string(), EMPTY_SHA256);
         assert_eq!(Digest::of(Algorithm::Sha256, b""), d);
+    }
+
+    #[test]
+    fn a_saved_hasher_goes_on_where_it_stopped() {
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let mut h = alg.hasher();
+            h.update(&[7u8; 1000]);
+            let mut resumed = Hasher::restore(alg, &h.save()).unwrap();
+            resumed.update(b"tail");
+            let mut whole = vec![7u8; 1000];
+            whole.extend_from_slice(b"tail");
+            assert_eq!(resumed.finish(), Digest::of(alg, &whole));
+            assert!(Hasher::restore(alg, b"garbage").is_none());
+        }
+        let sha512 = Algorithm::Sha512.hasher().save();
+        assert!(Hasher::restore(Algorithm::Sha256, &sha512).is_none());
     }
 
     #[test]

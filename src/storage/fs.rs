@@ -13,7 +13,9 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use super::{ByteStream, Driver, FileInfo, FileWriter, Result, StorageError, check_path};
+use super::{
+    ByteStream, Driver, Entry, FileInfo, FileWriter, Result, Resume, StorageError, check_path,
+};
 use crate::fsutil::{sync_dir, write_atomic};
 
 /// Size of each read from a blob file when streaming it out.
@@ -138,15 +140,30 @@ impl Driver for FsDriver {
         Ok(tokio_stream_from(rx))
     }
 
-    async fn writer(&self, path: &str) -> Result<Box<dyn FileWriter>> {
+    async fn writer(&self, path: &str, resume: Option<&Resume>) -> Result<Box<dyn FileWriter>> {
         let full = self.full(path)?;
+        let keep = resume.map_or(0, |r| r.size);
         let (file, size) = blocking(path, move || {
             if let Some(parent) = full.parent() {
                 fs::create_dir_all(parent)?;
             }
-            let file = OpenOptions::new().create(true).append(true).open(&full)?;
-            let size = file.metadata()?.len();
-            Ok((file, size))
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .truncate(false)
+                .open(&full)?;
+            let found = file.metadata()?.len();
+            if found < keep {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{found} bytes where {keep} were written and closed"),
+                ));
+            }
+            // Bytes past the last close belong to a writer that never finished.
+            if found > keep {
+                file.set_len(keep)?;
+            }
+            Ok((file, keep))
         })
         .await?;
         let p = path.to_owned();
@@ -174,16 +191,24 @@ impl Driver for FsDriver {
         })
     }
 
-    async fn list(&self, path: &str) -> Result<Vec<String>> {
+    async fn list(&self, path: &str) -> Result<Vec<Entry>> {
         let full = self.full(path)?;
         blocking(path, move || {
-            let mut names = fs::read_dir(&full)?
+            let mut entries = fs::read_dir(&full)?
                 .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| !n.starts_with(".tmp-"))
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    // d_type from readdir: no stat per entry (a symlink is followed).
+                    let is_dir = match e.file_type().ok()? {
+                        t if t.is_symlink() => e.path().is_dir(),
+                        t => t.is_dir(),
+                    };
+                    Some(Entry { name, is_dir })
+                })
+                .filter(|e| !e.name.starts_with(".tmp-"))
                 .collect::<Vec<_>>();
-            names.sort();
-            Ok(names)
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(entries)
         })
         .await
     }
@@ -262,6 +287,38 @@ impl FsWriter {
         Ok(())
     }
 
+    /// Writes what is batched and syncs it; on failure the file is cut back to its size
+    /// when the writer opened it (a full disk gets its space back).
+    async fn persist(&mut self) -> Result<()> {
+        let flushed = match self.flush_batch().await {
+            Ok(()) => self.wait_pending().await,
+            Err(e) => Err(e),
+        };
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| StorageError::io(&self.path, io::Error::other("writer closed")))?;
+        let size = self.opened_size;
+        let synced = match flushed {
+            Ok(()) => blocking(&self.path, move || file.sync_data().map(|()| file)).await,
+            Err(e) => {
+                let _ = blocking(&self.path, move || file.set_len(size)).await;
+                return Err(e);
+            }
+        };
+        match synced {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let path = self.full_path.clone();
+                let _ = blocking(&self.path, move || {
+                    OpenOptions::new().write(true).open(path)?.set_len(size)
+                })
+                .await;
+                Err(e)
+            }
+        }
+    }
+
     async fn flush_batch(&mut self) -> Result<()> {
         self.wait_pending().await?;
         if self.batch.is_empty() {
@@ -297,35 +354,16 @@ impl FileWriter for FsWriter {
         self.size
     }
 
+    async fn close(mut self: Box<Self>) -> Result<Resume> {
+        self.persist().await?;
+        Ok(Resume {
+            size: self.size,
+            token: None,
+        })
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        let flushed = match self.flush_batch().await {
-            Ok(()) => self.wait_pending().await,
-            Err(e) => Err(e),
-        };
-        let file = self
-            .file
-            .take()
-            .ok_or_else(|| StorageError::io(&self.path, io::Error::other("writer closed")))?;
-        let size = self.opened_size;
-        let synced = match flushed {
-            Ok(()) => blocking(&self.path, move || file.sync_data().map(|()| file)).await,
-            Err(e) => {
-                // Nothing of a failed commit is kept (a full disk gets its space back).
-                let _ = blocking(&self.path, move || file.set_len(size)).await;
-                return Err(e);
-            }
-        };
-        match synced {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let path = self.full_path.clone();
-                let _ = blocking(&self.path, move || {
-                    OpenOptions::new().write(true).open(path)?.set_len(size)
-                })
-                .await;
-                Err(e)
-            }
-        }
+        self.persist().await
     }
 
     async fn flush(&mut self) -> Result<u64> {

@@ -11,7 +11,7 @@
 //!     ├── _manifests/revisions/<alg>/<hex>/mediatype        Dockyard: type pushed as, if not in the bytes
 //!     ├── _manifests/tags/<tag>/current/link                tag points at a manifest
 //!     ├── _manifests/tags/<tag>/index/<alg>/<hex>/link      every manifest the tag has pointed at
-//!     ├── _uploads/<id>/data, startedat                     upload session in progress
+//!     ├── _uploads/<id>/data, startedat, state              upload session in progress
 //!     └── _referrers/<alg>/<subject hex>/<alg>/<hex>/link   Dockyard: manifests whose subject is <subject>
 //! ```
 //! distribution skips `_`-prefixed directories it does not know, so `_referrers` is safe.
@@ -119,6 +119,12 @@ pub fn upload_data(name: &RepoName, id: &str) -> String {
 
 pub fn upload_started_at(name: &RepoName, id: &str) -> String {
     format!("{}/startedat", upload_dir(name, id))
+}
+
+/// Dockyard: a session's offset, hash state and the driver's resume point, so any replica
+/// continues it (distribution keeps `hashstates/` instead and skips this file).
+pub fn upload_state(name: &RepoName, id: &str) -> String {
+    format!("{}/state", upload_dir(name, id))
 }
 
 /// Directory of the per-algorithm referrer links of `subject`.

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
-use super::{ByteStream, Driver, FileInfo, FileWriter, Result, StorageError, check_path};
+use super::{
+    ByteStream, Driver, Entry, FileInfo, FileWriter, Result, Resume, StorageError, check_path,
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct MemoryDriver {
@@ -70,15 +72,26 @@ impl Driver for MemoryDriver {
         Ok(futures::stream::once(async move { Ok(data.slice(start..end)) }).boxed())
     }
 
-    async fn writer(&self, path: &str) -> Result<Box<dyn FileWriter>> {
+    async fn writer(&self, path: &str, resume: Option<&Resume>) -> Result<Box<dyn FileWriter>> {
         check_path(path)?;
         let existing = self
             .lock()
             .get(path)
             .map(|(b, _)| b.clone())
             .unwrap_or_default();
+        let keep = resume.map_or(0, |r| r.size);
+        let kept = usize::try_from(keep)
+            .ok()
+            .and_then(|keep| existing.get(..keep))
+            .ok_or_else(|| StorageError::Io {
+                path: path.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} bytes where {keep} were closed", existing.len()),
+                ),
+            })?;
         let mut buf = BytesMut::new();
-        buf.extend_from_slice(&existing);
+        buf.extend_from_slice(kept);
         Ok(Box::new(MemoryWriter {
             driver: self.clone(),
             path: path.to_owned(),
@@ -107,22 +120,32 @@ impl Driver for MemoryDriver {
         }
     }
 
-    async fn list(&self, path: &str) -> Result<Vec<String>> {
+    async fn list(&self, path: &str) -> Result<Vec<Entry>> {
         check_path(path)?;
         let prefix = Self::dir_prefix(path);
         let objects = self.lock();
-        let mut names: Vec<String> = objects
+        let mut entries: BTreeMap<&str, bool> = BTreeMap::new();
+        for (key, _) in objects
             .range(prefix.clone()..)
             .take_while(|(k, _)| k.starts_with(&prefix))
-            .filter_map(|(k, _)| k[prefix.len()..].split('/').next().map(str::to_owned))
-            .collect();
-        // Keys order "a-b/x" before "a/x" ('-' < '/'); names order "a" first.
-        names.sort();
-        names.dedup();
-        if names.is_empty() && !objects.contains_key(path) {
+        {
+            let rest = &key[prefix.len()..];
+            let (name, is_dir) = rest
+                .split_once('/')
+                .map_or((rest, false), |(n, _)| (n, true));
+            *entries.entry(name).or_default() |= is_dir;
+        }
+        // Keys order "a-b/x" before "a/x" ('-' < '/'); the map orders names, "a" first.
+        if entries.is_empty() && !objects.contains_key(path) {
             return Err(StorageError::NotFound(path.to_owned()));
         }
-        Ok(names)
+        Ok(entries
+            .into_iter()
+            .map(|(name, is_dir)| Entry {
+                name: name.to_owned(),
+                is_dir,
+            })
+            .collect())
     }
 
     async fn rename(&self, src: &str, dst: &str) -> Result<()> {
@@ -177,6 +200,12 @@ impl FileWriter for MemoryWriter {
         let content = Bytes::copy_from_slice(&self.buf);
         self.driver.lock().insert(self.path.clone(), (content, now));
         Ok(self.buf.len() as u64)
+    }
+
+    async fn close(self: Box<Self>) -> Result<Resume> {
+        let size = self.buf.len() as u64;
+        self.commit().await?;
+        Ok(Resume { size, token: None })
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {

@@ -2,9 +2,12 @@
 //! implementations. Keys are built only by [`layout`]; drivers never interpret them.
 //! Every driver passes the same conformance suite (`tests.rs`).
 
+#[doc(hidden)]
+pub mod conformance;
 pub mod fs;
 pub mod layout;
 pub mod memory;
+pub mod s3;
 #[cfg(test)]
 mod tests;
 
@@ -57,6 +60,27 @@ impl StorageError {
     }
 }
 
+/// A direct child of a directory, as [`Driver::list`] gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    /// Whether it has children (on an object store, a key prefix). A name that is both an
+    /// object and a prefix is a directory.
+    pub is_dir: bool,
+}
+
+/// Where an appendable object was left by [`FileWriter::close`]: pass it back to
+/// [`Driver::writer`] to go on appending. Callers persist it; only the driver that made it
+/// interprets `token`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Resume {
+    /// The object's size: every byte written before the `close` that returned this.
+    pub size: u64,
+    /// The driver's own bookkeeping (an object store's multipart upload and its parts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
 /// Metadata of an object or directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileInfo {
@@ -77,35 +101,49 @@ pub trait Driver: Send + Sync + 'static {
     async fn put_content(&self, path: &str, content: Bytes) -> Result<()>;
     /// Streams the object from `offset`, `len` bytes or to its end.
     async fn reader(&self, path: &str, offset: u64, len: Option<u64>) -> Result<ByteStream>;
-    /// Opens a writer appending to the object at `path`, which is created if absent.
-    async fn writer(&self, path: &str) -> Result<Box<dyn FileWriter>>;
+    /// Opens a writer to the appendable object at `path`: a new, empty one, or with `resume`
+    /// (from an earlier writer's [`FileWriter::close`], possibly in another process) the one
+    /// that writer left, continuing after its last byte. Anything written after that `close`
+    /// by writers that did not close or commit is not part of the object.
+    async fn writer(&self, path: &str, resume: Option<&Resume>) -> Result<Box<dyn FileWriter>>;
     /// Size, modification time and kind of what is at `path`.
     async fn stat(&self, path: &str) -> Result<FileInfo>;
-    /// Sorted names of the direct children of the directory at `path`.
-    async fn list(&self, path: &str) -> Result<Vec<String>>;
+    /// The direct children of the directory at `path`, sorted by name.
+    async fn list(&self, path: &str) -> Result<Vec<Entry>>;
     /// Moves `src` to `dst`, replacing `dst`; readers see the old or the new object, never a mix.
     async fn rename(&self, src: &str, dst: &str) -> Result<()>;
-    /// Deletes the object or the whole tree at `path`.
+    /// Deletes the object or the whole tree at `path`, with any appendable objects in it
+    /// that were never committed.
     async fn delete(&self, path: &str) -> Result<()>;
+    /// Whether [`FileWriter::flush`] makes bytes readable while they are written (an object
+    /// store's multipart upload cannot be read before it completes).
+    fn follows_writes(&self) -> bool {
+        true
+    }
 }
 
-/// An open append stream to one object.
+/// An open append stream to one object. It ends in exactly one of `close` (more can be
+/// appended later), `commit` (the object is complete) or `cancel`.
 #[async_trait]
 pub trait FileWriter: Send {
-    /// Appends `data`; it may be buffered until `commit`.
+    /// Appends `data`; it may be buffered until `close` or `commit`.
     async fn write(&mut self, data: Bytes) -> Result<()>;
     /// Size of the object including everything written so far.
     fn size(&self) -> u64;
     /// Starts making what was written so far readable through [`Driver::reader`] (not
     /// necessarily durable), for readers that follow a write in progress. Returns how many
     /// bytes of the object are readable now; a second call with nothing written in between
-    /// makes all of them readable.
+    /// makes all of them readable, where the driver can ([`Driver::follows_writes`]).
     async fn flush(&mut self) -> Result<u64>;
-    /// Flushes and makes everything written durable. On failure nothing written through
-    /// this writer is kept.
+    /// Makes everything written durable and returns where a later writer goes on. The
+    /// object may not be readable until a writer commits it. On failure the object is as
+    /// the writer found it.
+    async fn close(self: Box<Self>) -> Result<Resume>;
+    /// Makes everything written durable and the object complete and readable at its path.
+    /// On failure nothing written through this writer is kept.
     async fn commit(self: Box<Self>) -> Result<()>;
-    /// Discards everything written through this writer: the object keeps the content it
-    /// had when the writer was opened (one the writer created may stay, empty).
+    /// Discards everything written through this writer: the object is as the writer found
+    /// it (an earlier [`Resume`] still continues it).
     async fn cancel(self: Box<Self>) -> Result<()>;
 }
 

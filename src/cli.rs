@@ -33,6 +33,10 @@ enum Command {
     /// Run the node agent (a DaemonSet): make this node's containerd, CRI-O and Docker pull
     /// through the mirrors and trust the registries that select it.
     NodeAgent(NodeAgentArgs),
+    /// Delete blobs and (with --delete-untagged) manifests nothing references, as
+    /// `registry garbage-collect` does, but safe while the registry serves: it takes the
+    /// collector's lock, and keeps what was pushed or relied on within the grace window.
+    GarbageCollect(GcArgs),
     /// Print a bcrypt htpasswd line for USER (replaces `htpasswd -Bbn`).
     Htpasswd(HtpasswdArgs),
     /// Print the CustomResourceDefinitions (crds/ is generated from this).
@@ -146,6 +150,33 @@ struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
+struct GcArgs {
+    /// distribution (registry:2) config.yml, the same file (and REGISTRY_* env) as serve's.
+    #[arg(value_name = "CONFIG")]
+    config_file: Option<PathBuf>,
+    /// Same as the positional CONFIG.
+    #[arg(
+        long = "config",
+        short = 'c',
+        env = "DOCKYARD_CONFIG",
+        conflicts_with = "config_file"
+    )]
+    config: Option<PathBuf>,
+    /// Print what would be deleted; delete nothing.
+    #[arg(long, short = 'd')]
+    dry_run: bool,
+    /// Also delete manifests that no tag reaches (nor a tagged index, nor as a referrer of a
+    /// kept manifest).
+    #[arg(long, short = 'm')]
+    delete_untagged: bool,
+    /// Keep what was pushed or relied on more recently than this (Go duration; default
+    /// storage.maintenance.gc.grace, else 1h). `0s` deletes everything unreferenced, as
+    /// registry:2 does: only safe while nothing pushes.
+    #[arg(long)]
+    grace: Option<String>,
+}
+
+#[derive(Debug, Args)]
 struct OperatorArgs {
     /// Image the registry pods run; normally the operator's own image (the chart sets it).
     #[arg(long, env = "DOCKYARD_IMAGE")]
@@ -187,6 +218,7 @@ impl Cli {
             Command::Serve(args) => args.run(self.log_format),
             Command::Operator(args) => args.run(self.log_format),
             Command::NodeAgent(args) => args.run(self.log_format),
+            Command::GarbageCollect(args) => args.run(self.log_format),
             Command::Htpasswd(args) => args.run(),
             Command::Crd => {
                 print!("{}", crate::operator::crd::all_yaml()?);
@@ -213,6 +245,35 @@ impl ServeArgs {
             .build()
             .context("starting the async runtime")?;
         runtime.block_on(crate::serve::run(config, crate::serve::shutdown_signal()))?;
+        Ok(())
+    }
+}
+
+impl GcArgs {
+    fn run(self, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+        let path = self.config.or(self.config_file);
+        let loaded = Config::load(path.as_deref(), std::env::vars())?;
+        let config = loaded.config;
+        let format = log_format
+            .or_else(|| LogFormat::from_formatter(config.log.formatter.as_deref()))
+            .unwrap_or_default();
+        telemetry::init(format, config.log.level.as_deref());
+        let grace = match &self.grace {
+            Some(text) => crate::config::parse_go_duration(text)
+                .with_context(|| format!("--grace {text:?} is not a duration like 1h or 0s"))?,
+            None => config.storage.maintenance.gc.grace()?,
+        };
+        let options = crate::content::GcOptions {
+            dry_run: self.dry_run,
+            delete_untagged: self.delete_untagged,
+            grace,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let report = runtime.block_on(crate::serve::garbage_collect(&config, &options))?;
+        print!("{}", crate::gc::render(&report, &options));
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
+pub mod gc;
 mod lenient;
 pub mod s3;
 
@@ -82,6 +83,9 @@ pub struct StorageConfig {
 pub struct MaintenanceConfig {
     #[serde(default)]
     pub uploadpurging: UploadPurgingConfig,
+    /// Dockyard extension: online garbage collection.
+    #[serde(default)]
+    pub gc: gc::GcConfig,
     #[serde(default)]
     pub readonly: ReadOnlyConfig,
 }
@@ -330,10 +334,7 @@ impl Config {
         if let Some(Ok((_, s3))) = s.s3.as_ref().map(s3::parse) {
             w.extend(s3);
         }
-        for (key, set) in [
-            ("cache", s.cache.is_some()),
-            ("redirect", s.redirect.is_some()),
-        ] {
+        for (key, set) in [("cache", s.cache.is_some())] {
             if set {
                 w.push(format!(
                     "storage.{key} is not supported by Dockyard, ignored"
@@ -387,6 +388,24 @@ impl Config {
                 many.join(", ")
             ))),
         }
+    }
+
+    /// Whether blob GETs are redirected to the storage's own URLs (registry:2 does unless
+    /// `storage.redirect.disable`; only object storage has such URLs).
+    pub fn redirect_enabled(&self) -> bool {
+        let disable = self
+            .storage
+            .redirect
+            .as_ref()
+            .and_then(|r| r.get("disable"))
+            .map(|v| match v {
+                Value::Bool(b) => *b,
+                Value::String(s) => {
+                    matches!(s.trim().to_ascii_lowercase().as_str(), "true" | "yes" | "1")
+                }
+                _ => false,
+            });
+        !disable.unwrap_or(false)
     }
 
     /// The address to listen on; Go-style `:5000` means every interface.

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod content;
 mod fsutil;
+pub mod gc;
 pub mod health;
 pub mod oci;
 pub mod operator;

@@ -170,10 +170,13 @@ pub fn build_state(config: &Config) -> Result<Built, ServeError> {
                 (Arc::new(driver), location, None)
             }
         };
+    let grace = config.storage.maintenance.gc.grace()?;
     let options = ContentOptions {
         delete_enabled: config.storage.delete.enabled,
         max_manifest_size: config.max_manifest_size(),
         read_only: config.storage.maintenance.readonly.enabled,
+        protect_after: crate::config::gc::protect_after(grace),
+        redirect: config.redirect_enabled(),
     };
     let auth = build_auth(config)?;
     let urls = UrlBase {
@@ -204,6 +207,30 @@ pub fn build_state(config: &Config) -> Result<Built, ServeError> {
         metrics,
         mirror: maintained,
     })
+}
+
+/// `dockyard garbage-collect`: one collection over the configured storage, under the
+/// collector's lock.
+pub async fn garbage_collect(
+    config: &Config,
+    options: &crate::content::GcOptions,
+) -> anyhow::Result<crate::content::GcReport> {
+    let built = build_state(config)?;
+    if built.mirror.is_some() {
+        anyhow::bail!(
+            "this configuration is a pull-through cache (proxy.remoteurl): its cache is evicted by size and age, not garbage-collected"
+        );
+    }
+    match crate::gc::collect_once(&built.content, options, &crate::gc::holder()).await? {
+        crate::gc::Outcome::Collected(report) => Ok(report),
+        crate::gc::Outcome::Busy(state) => anyhow::bail!(
+            "another garbage collection is running ({}; its lock lasts until {} unless renewed); try again later",
+            state.holder,
+            crate::content::uploads::rfc3339(
+                std::time::UNIX_EPOCH + Duration::from_secs(state.expires)
+            )
+        ),
+    }
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -249,6 +276,19 @@ pub async fn run(
         && !config.storage.maintenance.readonly.enabled
     {
         tokio::spawn(purge_uploads(content.clone(), purging));
+    }
+    if let Some(schedule) = config.storage.maintenance.gc.resolve()? {
+        if config.storage.maintenance.readonly.enabled || config.proxy.is_some() {
+            tracing::warn!(
+                "storage.maintenance.gc is ignored on a read-only registry or a pull-through cache (the cache evicts instead)"
+            );
+        } else {
+            tokio::spawn(crate::gc::run_scheduled(
+                content.clone(),
+                schedule,
+                |_, _| {},
+            ));
+        }
     }
     let drain = drain_timeout(&config);
     let mut limits = config.connection_limits()?;

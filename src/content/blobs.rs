@@ -28,9 +28,14 @@ pub struct OpenedBlob {
     pub size: u64,
     /// The bytes the stream carries, when a range was asked for.
     pub range: Option<BlobRange>,
-    /// The bytes, unless the read was a HEAD.
+    /// The bytes, unless the read was a HEAD or is redirected.
     pub stream: Option<ByteStream>,
+    /// Where the client should GET the bytes instead (a presigned object store URL).
+    pub redirect: Option<String>,
 }
+
+/// How long a redirect URL stays valid, as distribution signs them.
+const REDIRECT_VALID: std::time::Duration = std::time::Duration::from_secs(20 * 60);
 
 /// Resolves a `Range: bytes=a-b` value against a blob of `size` bytes: one range, open-ended
 /// (`a-`) and suffix (`-n`) forms included. `None` when it cannot be satisfied.
@@ -80,6 +85,20 @@ impl Content {
             }
             _ => None,
         };
+        if let BlobWant::Body { .. } = want
+            && self.options.redirect
+            && let Some(url) = self
+                .driver
+                .url_for(&layout::blob_data(digest), REDIRECT_VALID)
+                .await?
+        {
+            return Ok(OpenedBlob {
+                size,
+                range,
+                stream: None,
+                redirect: Some(url),
+            });
+        }
         let stream = match want {
             BlobWant::Head => None,
             BlobWant::Body { .. } => Some(self.open_blob(digest, range).await?),
@@ -88,6 +107,7 @@ impl Content {
             size,
             range,
             stream,
+            redirect: None,
         })
     }
 

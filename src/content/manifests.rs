@@ -157,16 +157,22 @@ impl Content {
     }
 
     async fn check_references(&self, name: &RepoName, parsed: &ParsedManifest) -> Result<()> {
+        // Each use of an older blob is recorded before its check (`protect_blob`), so a
+        // garbage collection sweeping now either sees the record and keeps the blob, or
+        // deleted it already and the check fails.
         for blob in &parsed.blobs {
-            let linked = self.exists(&layout::layer_link(name, &blob.digest)).await?;
-            if !linked || !self.blob_stored(&blob.digest).await? {
+            if !self.exists(&layout::layer_link(name, &blob.digest)).await? {
+                return Err(ContentError::ManifestBlobUnknown(blob.digest.clone()));
+            }
+            if !self.protect_blob(&blob.digest).await? {
                 return Err(ContentError::ManifestBlobUnknown(blob.digest.clone()));
             }
         }
         for child in &parsed.manifests {
-            if !self
-                .exists(&layout::revision_link(name, &child.digest))
-                .await?
+            if !self.protect_blob(&child.digest).await?
+                || !self
+                    .exists(&layout::revision_link(name, &child.digest))
+                    .await?
             {
                 return Err(ContentError::ManifestBlobUnknown(child.digest.clone()));
             }

@@ -6,6 +6,10 @@ pub mod blobs;
 mod cache;
 pub mod catalog;
 mod evict;
+mod gc;
+#[cfg(test)]
+mod gc_tests;
+pub mod gclock;
 pub mod manifests;
 pub mod referrers;
 mod store;
@@ -22,6 +26,7 @@ use crate::oci::{Digest, ManifestError, RepoName};
 use crate::storage::{Driver, StorageError};
 
 pub use blobs::{BlobRange, BlobWant, OpenedBlob, resolve_range};
+pub use gc::{GcOptions, GcReport};
 pub use manifests::{Manifest, PutManifest};
 pub use store::{Body, Store};
 pub use uploads::{ChunkRange, UploadSessions};
@@ -81,6 +86,12 @@ pub struct ContentOptions {
     pub delete_enabled: bool,
     pub max_manifest_size: u64,
     pub read_only: bool,
+    /// A manifest push relying on a blob stored longer ago than this records the use, so
+    /// that garbage collection keeps it; at most half the collector's grace window.
+    pub protect_after: std::time::Duration,
+    /// Send blob GETs to the storage's own URLs where it has them (registry:2's default;
+    /// `storage.redirect.disable` turns it off).
+    pub redirect: bool,
 }
 
 impl Default for ContentOptions {
@@ -89,6 +100,8 @@ impl Default for ContentOptions {
             delete_enabled: false,
             max_manifest_size: 4 << 20,
             read_only: false,
+            protect_after: std::time::Duration::from_secs(300),
+            redirect: false,
         }
     }
 }

@@ -243,6 +243,7 @@ impl Mirror {
                     size,
                     range: None,
                     stream: None,
+                    redirect: None,
                 });
             }
             BlobWant::Body { range } => range,
@@ -303,6 +304,7 @@ impl Mirror {
             size,
             range: resolved,
             stream: Some(held(guard, stream)),
+            redirect: None,
         };
         count(&self.metrics.pushed_bytes, served(&opened));
         Ok(opened)

@@ -25,6 +25,14 @@ pub async fn get(state: &AppState, name: &RepoName, digest: &Digest, req: &Head)
     if fresh {
         return Ok(builder.body(Body::empty()).unwrap_or_default());
     }
+    if let Some(url) = blob.redirect {
+        // As distribution does: the client fetches the bytes (and its Range) from storage.
+        return Ok((
+            StatusCode::TEMPORARY_REDIRECT,
+            [(header::LOCATION, value(url))],
+        )
+            .into_response());
+    }
     let (size, range) = (blob.size, blob.range);
     let mut builder = builder
         .header(header::ACCEPT_RANGES, "bytes")

@@ -28,6 +28,8 @@ macro_rules! driver_conformance {
             rename_replaces_the_destination,
             delete_removes_trees_and_unfinished_writers,
             hostile_paths_are_refused,
+            put_if_absent_creates_once,
+            walk_finds_every_object_below,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -318,4 +320,53 @@ pub async fn hostile_paths_are_refused(d: &dyn Driver) {
             "{bad} accepted for a write"
         );
     }
+}
+
+pub async fn put_if_absent_creates_once(d: &dyn Driver) {
+    let attempts = (0..8u8).map(|i| d.put_if_absent("/locks/gc", Bytes::from(vec![b'0' + i])));
+    let won: Vec<bool> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    let winner = won.iter().position(|w| *w).unwrap() as u8;
+    assert_eq!(
+        d.get_content("/locks/gc").await.unwrap()[..],
+        [b'0' + winner]
+    );
+    assert!(!d.put_if_absent("/locks/gc", Bytes::new()).await.unwrap());
+    d.delete("/locks/gc").await.unwrap();
+    assert!(
+        d.put_if_absent("/locks/gc", Bytes::from_static(b"again"))
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn walk_finds_every_object_below(d: &dyn Driver) {
+    for (path, len) in [
+        ("/w/a", 1),
+        ("/w/b/c", 2),
+        ("/w/b/d/e/f", 3),
+        ("/wx/no", 4),
+        ("/w2", 5),
+    ] {
+        d.put_content(path, pattern(len, 0)).await.unwrap();
+    }
+    let mut found: Vec<(String, u64)> = d
+        .walk("/w")
+        .map_ok(|(p, info)| {
+            assert!(!info.is_dir);
+            (p, info.size)
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    found.sort();
+    let want = [("/w/a", 1), ("/w/b/c", 2), ("/w/b/d/e/f", 3)];
+    let want: Vec<(String, u64)> = want.iter().map(|(p, n)| (p.to_string(), *n)).collect();
+    assert_eq!(found, want);
+    let none: Vec<_> = d.walk("/missing").try_collect().await.unwrap();
+    assert!(none.is_empty());
 }

@@ -213,6 +213,41 @@ impl Driver for FsDriver {
         .await
     }
 
+    async fn put_if_absent(&self, path: &str, content: Bytes) -> Result<bool> {
+        let full = self.full(path)?;
+        blocking(path, move || {
+            let parent = full
+                .parent()
+                .ok_or_else(|| io::Error::other("path has no parent"))?;
+            fs::create_dir_all(parent)?;
+            // Written whole beside the target, then hard-linked: link(2) fails if the name
+            // exists, so exactly one of several racing creators succeeds.
+            let temp = parent.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+            let written = File::create(&temp).and_then(|mut f| {
+                f.write_all(&content)?;
+                f.sync_all()
+            });
+            let linked = written.and_then(|()| fs::hard_link(&temp, &full));
+            let _ = fs::remove_file(&temp);
+            match linked {
+                Ok(()) => sync_dir(parent).map(|()| true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    fn walk(&self, path: &str) -> futures::stream::BoxStream<'static, Result<(String, FileInfo)>> {
+        let (root, start) = match self.full(path) {
+            Ok(full) => (self.root.clone(), full),
+            Err(e) => return futures::stream::once(async { Err(e) }).boxed(),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(String, FileInfo)>>(256);
+        tokio::task::spawn_blocking(move || walk_tree(&root, &start, &tx));
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    }
+
     async fn rename(&self, src: &str, dst: &str) -> Result<()> {
         let (from, to) = (self.full(src)?, self.full(dst)?);
         blocking(src, move || {
@@ -236,6 +271,45 @@ impl Driver for FsDriver {
             }
         })
         .await
+    }
+}
+
+/// Sends every file below `dir` (depth first) as a driver path relative to `root`.
+fn walk_tree(root: &Path, dir: &Path, tx: &tokio::sync::mpsc::Sender<Result<(String, FileInfo)>>) {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) => {
+            let _ = tx.blocking_send(Err(StorageError::io(&dir.display().to_string(), e)));
+            return;
+        }
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+            continue;
+        }
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk_tree(root, &path, tx);
+            continue;
+        }
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
+        let info = FileInfo {
+            size: meta.len(),
+            modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+            is_dir: false,
+        };
+        if tx
+            .blocking_send(Ok((format!("/{}", rel.display()), info)))
+            .is_err()
+        {
+            return;
+        }
     }
 }
 

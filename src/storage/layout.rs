@@ -145,6 +145,39 @@ pub fn referrer_link(name: &RepoName, subject: &Digest, referrer: &Digest) -> St
     )
 }
 
+/// Where every blob's bytes are (walked by garbage collection).
+pub fn blobs_root() -> String {
+    format!("{ROOT}/blobs")
+}
+
+/// The digest whose bytes are at `path`, if `path` is a [`blob_data`] path.
+pub fn blob_of_data_path(path: &str) -> Option<Digest> {
+    let rest = path.strip_prefix(ROOT)?.strip_prefix("/blobs/")?;
+    let mut parts = rest.split('/');
+    let (alg, two, hex, data) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if data != "data" || parts.next().is_some() || !hex.starts_with(two) {
+        return None;
+    }
+    let alg = match alg {
+        "sha256" => Algorithm::Sha256,
+        "sha512" => Algorithm::Sha512,
+        _ => return None,
+    };
+    Digest::from_parts(alg, hex).ok()
+}
+
+/// Dockyard: when a manifest push last relied on a blob that was already stored, so that
+/// garbage collection running at that moment keeps it (distribution ignores the file).
+pub fn blob_last_used(d: &Digest) -> String {
+    format!("{}/lastused", blob_dir(d))
+}
+
+/// Dockyard: the lock that lets one garbage collector run at a time, outside
+/// distribution's tree.
+pub fn gc_lock() -> String {
+    "/dockyard/gc.lock".to_owned()
+}
+
 /// The directory of a blob's bytes (removed whole when the blob goes).
 pub fn blob_dir(d: &Digest) -> String {
     let data = blob_data(d);
@@ -211,5 +244,11 @@ mod tests {
             "/docker/registry/v2/repositories/library/ubuntu/_uploads/u1/data"
         );
         assert_eq!(&link_body(&d)[..], d.to_string().as_bytes());
+        assert_eq!(blob_of_data_path(&blob_data(&d)), Some(d.clone()));
+        assert_eq!(blob_of_data_path(&blob_last_used(&d)), None);
+        assert_eq!(
+            blob_of_data_path("/docker/registry/v2/blobs/sha256/00/e3b0/data"),
+            None
+        );
     }
 }

@@ -148,6 +148,37 @@ impl Driver for MemoryDriver {
             .collect())
     }
 
+    async fn put_if_absent(&self, path: &str, content: Bytes) -> Result<bool> {
+        check_path(path)?;
+        let mut objects = self.lock();
+        if objects.contains_key(path) {
+            return Ok(false);
+        }
+        objects.insert(path.to_owned(), (content, SystemTime::now()));
+        Ok(true)
+    }
+
+    fn walk(&self, path: &str) -> futures::stream::BoxStream<'static, Result<(String, FileInfo)>> {
+        if let Err(e) = check_path(path) {
+            return futures::stream::once(async { Err(e) }).boxed();
+        }
+        let prefix = Self::dir_prefix(path);
+        let found: Vec<Result<(String, FileInfo)>> = self
+            .lock()
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, (b, modified))| {
+                let info = FileInfo {
+                    size: b.len() as u64,
+                    modified: *modified,
+                    is_dir: false,
+                };
+                Ok((k.clone(), info))
+            })
+            .collect();
+        futures::stream::iter(found).boxed()
+    }
+
     async fn rename(&self, src: &str, dst: &str) -> Result<()> {
         check_path(src)?;
         check_path(dst)?;

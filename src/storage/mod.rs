@@ -115,6 +115,20 @@ pub trait Driver: Send + Sync + 'static {
     /// Deletes the object or the whole tree at `path`, with any appendable objects in it
     /// that were never committed.
     async fn delete(&self, path: &str) -> Result<()>;
+    /// Creates the object at `path` with `content` only if nothing is there: true if this
+    /// call created it. Atomic across processes sharing the storage (a lock's basis).
+    async fn put_if_absent(&self, path: &str, content: Bytes) -> Result<bool>;
+    /// Every object below the directory at `path`, at any depth, with its metadata, in no
+    /// particular order (an object store lists it flat, a page per thousand keys). Paths are
+    /// full driver paths. Missing directory: nothing.
+    fn walk(&self, path: &str) -> BoxStream<'static, Result<(String, FileInfo)>>;
+    /// A URL from which a client can GET the object at `path` directly for `expires`, if
+    /// this storage has such URLs (an object store's presigned ones). Clients are redirected
+    /// there instead of streaming blobs through the registry.
+    async fn url_for(&self, path: &str, expires: std::time::Duration) -> Result<Option<String>> {
+        let _ = (path, expires);
+        Ok(None)
+    }
     /// Whether [`FileWriter::flush`] makes bytes readable while they are written (an object
     /// store's multipart upload cannot be read before it completes).
     fn follows_writes(&self) -> bool {

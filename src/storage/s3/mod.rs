@@ -110,16 +110,6 @@ impl S3Driver {
             .map_err(|e| error(prefix.unwrap_or("/"), e))
     }
 
-    /// A presigned GET of the object at `path`, valid for `expires`.
-    pub async fn presigned_get(&self, path: &str, expires: Duration) -> Result<String> {
-        let key = self.key(path)?;
-        self.store
-            .signed_url(http::Method::GET, &key, expires)
-            .await
-            .map(|u| u.to_string())
-            .map_err(|e| error(path, e))
-    }
-
     /// Copies an object too large for CopyObject through this process, part by part.
     async fn copy_streamed(&self, from: &Path, to: &Path, src: &str) -> Result<()> {
         let id = self
@@ -309,6 +299,54 @@ impl Driver for S3Driver {
             .collect())
     }
 
+    async fn put_if_absent(&self, path: &str, content: Bytes) -> Result<bool> {
+        let key = self.key(path)?;
+        let options = PutOptions {
+            mode: object_store::PutMode::Create,
+            ..self.put_options()
+        };
+        match self
+            .store
+            .put_opts(&key, PutPayload::from(content), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(error(path, e)),
+        }
+    }
+
+    fn walk(&self, path: &str) -> futures::stream::BoxStream<'static, Result<(String, FileInfo)>> {
+        let prefix = match self.dir_prefix(path) {
+            Ok(p) => Path::from(p.trim_end_matches('/')),
+            Err(e) => return futures::stream::once(async { Err(e) }).boxed(),
+        };
+        // Keys back to driver paths: strip the root directory.
+        let strip = if self.root.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.root)
+        };
+        let p = path.to_owned();
+        self.store
+            .list(Some(&prefix))
+            .map(move |item| {
+                let meta = item.map_err(|e| error(&p, e))?;
+                let key = meta.location.as_ref();
+                let rel = key.strip_prefix(strip.as_str()).unwrap_or(key);
+                let info = FileInfo {
+                    size: meta.size,
+                    modified: modified(&meta),
+                    is_dir: false,
+                };
+                Ok((format!("/{rel}"), info))
+            })
+            .boxed()
+    }
+
     async fn rename(&self, src: &str, dst: &str) -> Result<()> {
         let (from, to) = (self.key(src)?, self.key(dst)?);
         let size = self
@@ -359,6 +397,15 @@ impl Driver for S3Driver {
             }
         }
         Ok(())
+    }
+
+    async fn url_for(&self, path: &str, expires: Duration) -> Result<Option<String>> {
+        let key = self.key(path)?;
+        self.store
+            .signed_url(http::Method::GET, &key, expires)
+            .await
+            .map(|u| Some(u.to_string()))
+            .map_err(|e| error(path, e))
     }
 
     fn follows_writes(&self) -> bool {

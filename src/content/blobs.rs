@@ -4,7 +4,7 @@
 
 use super::{Content, ContentError, Result};
 use crate::oci::{Digest, RepoName};
-use crate::storage::{ByteStream, layout};
+use crate::storage::{ByteStream, FileInfo, layout};
 
 /// An inclusive byte range of a blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +72,17 @@ impl Content {
         digest: &Digest,
         want: BlobWant,
     ) -> Result<OpenedBlob> {
-        let size = self.blob_size(name, digest).await?;
+        let info = self.blob_info(name, digest).await?;
+        let size = info.size;
+        // A client asking whether an older blob is there is about to rely on it (a push
+        // that skips uploading it): a garbage collection sweeping now must keep it.
+        if want == BlobWant::Head
+            && !self.options.read_only
+            && !super::gc::within(info.modified, self.options.protect_after)
+            && !self.protect_blob(digest).await?
+        {
+            return Err(ContentError::BlobUnknown(digest.clone()));
+        }
         let range = match &want {
             BlobWant::Body { range: Some(value) } => {
                 let resolved = resolve_range(value, size).ok_or_else(|| {
@@ -113,11 +123,15 @@ impl Content {
 
     /// Size of a blob linked into `name`.
     pub async fn blob_size(&self, name: &RepoName, digest: &Digest) -> Result<u64> {
+        Ok(self.blob_info(name, digest).await?.size)
+    }
+
+    async fn blob_info(&self, name: &RepoName, digest: &Digest) -> Result<FileInfo> {
         if !self.exists(&layout::layer_link(name, digest)).await? {
             return Err(ContentError::BlobUnknown(digest.clone()));
         }
         match self.driver.stat(&layout::blob_data(digest)).await {
-            Ok(info) => Ok(info.size),
+            Ok(info) => Ok(info),
             Err(e) if e.is_not_found() => Err(ContentError::BlobUnknown(digest.clone())),
             Err(e) => Err(e.into()),
         }
@@ -173,6 +187,10 @@ impl Content {
         }
         self.write_link(&layout::layer_link(name, digest), digest)
             .await?;
+        // Mounted to be used by a manifest next: keep it from a sweep running now.
+        if !self.protect_blob(digest).await? {
+            return Ok(false);
+        }
         Ok(true)
     }
 

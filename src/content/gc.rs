@@ -9,12 +9,13 @@
 //!   but whose manifest is not pushed yet is never collected while the window lasts, and
 //!   upload sessions, which are not blobs yet, are never touched.
 //!
-//! A manifest push that relies on a blob stored earlier records that use before it checks
-//! that the blob is there (see `Content::protect_blob`), and the sweep reads that record
-//! right before it deletes: a push racing the deletion either keeps the blob or is refused
-//! with MANIFEST_BLOB_UNKNOWN, so no manifest is accepted that points at bytes about to go.
-//! (The exception needs the whole record-check-store of a push to fall between the sweep's
-//! read and its delete of the same blob, two consecutive requests.)
+//! Whoever is about to rely on a blob stored earlier records that use before checking the
+//! blob is there (`Content::protect_blob`): a manifest push for each blob it references, a
+//! blob HEAD (a client deciding not to upload it) and a cross-repository mount. The sweep
+//! reads that record right before it deletes, so a push racing the deletion either keeps the
+//! blob or is refused with BLOB_UNKNOWN / MANIFEST_BLOB_UNKNOWN: no manifest is accepted that
+//! points at bytes about to go. (The exception needs the record and the check to fall
+//! between the sweep's read and its delete of that blob, two consecutive requests.)
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -332,7 +333,7 @@ impl Content {
 }
 
 /// Whether `t` is less than `age` ago (or in the future: another machine's clock).
-fn within(t: SystemTime, age: Duration) -> bool {
+pub(crate) fn within(t: SystemTime, age: Duration) -> bool {
     SystemTime::now()
         .duration_since(t)
         .map_or(true, |elapsed| elapsed < age)

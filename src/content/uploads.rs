@@ -172,8 +172,9 @@ impl Content {
         self.require_writable()?;
         let _guard = self.uploads.lock(id).await;
         let mut session = self.load_session(name, id, Algorithm::Sha256).await?;
+        let data = layout::upload_data(name, id);
         let (writer, streamed) = self
-            .write_chunk(name, id, &mut session, range, body)
+            .write_chunk(&data, id, &mut session, range, body)
             .await?;
         session.writer = Some(writer.close().await?);
         self.save_session(name, id, &session).await?;
@@ -188,7 +189,7 @@ impl Content {
     /// turns out longer or shorter is discarded and the session is left as it was.
     async fn write_chunk(
         &self,
-        name: &RepoName,
+        data: &str,
         id: &str,
         session: &mut Session,
         range: Option<ChunkRange>,
@@ -204,8 +205,7 @@ impl Content {
             });
         }
         let declared = range.map(|r| r.len);
-        let data = layout::upload_data(name, id);
-        let mut writer = self.driver.writer(&data, session.writer.as_ref()).await?;
+        let mut writer = self.driver.writer(data, session.writer.as_ref()).await?;
         let mut hasher = session.hasher.clone();
         let mut received = 0u64;
         let mut streamed = Streamed::Whole;
@@ -304,9 +304,23 @@ impl Content {
         self.require_writable()?;
         let _guard = self.uploads.lock(id).await;
         let mut session = self.load_session(name, id, digest.algorithm()).await?;
+        // A whole blob in one request, on storage that publishes a write only when it is
+        // committed: it is written at its final place, with no copy after.
+        let direct = session.writer.is_none() && self.driver.commits_atomically();
+        let data = if direct {
+            session.hasher = digest.algorithm().hasher();
+            layout::blob_data(digest)
+        } else {
+            layout::upload_data(name, id)
+        };
         let (writer, streamed) = self
-            .write_chunk(name, id, &mut session, range, body)
+            .write_chunk(&data, id, &mut session, range, body)
             .await?;
+        if direct {
+            return self
+                .finish_direct(name, id, digest, session, writer, streamed)
+                .await;
+        }
         if let Streamed::Broken(e) = streamed {
             session.writer = Some(writer.close().await?);
             self.save_session(name, id, &session).await?;
@@ -335,6 +349,37 @@ impl Content {
             return self.commit_upload(name, id, digest, actual).await;
         }
         self.commit_upload(name, id, digest, digest.clone()).await
+    }
+
+    /// Completes a blob written at its final place: committed only if its bytes hash to
+    /// `digest` (until then no reader sees them), then linked; the session goes either way.
+    async fn finish_direct(
+        &self,
+        name: &RepoName,
+        id: &str,
+        digest: &Digest,
+        session: Session,
+        writer: Box<dyn FileWriter>,
+        streamed: Streamed,
+    ) -> Result<()> {
+        let actual = session.hasher.finish();
+        let failure = match streamed {
+            Streamed::Broken(e) => Some(ContentError::Body(e)),
+            Streamed::Whole if &actual != digest => Some(ContentError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            }),
+            Streamed::Whole => None,
+        };
+        if let Some(failure) = failure {
+            cancel(writer, id).await;
+            self.discard_upload(name, id).await?;
+            return Err(failure);
+        }
+        writer.commit().await?;
+        self.write_link(&layout::layer_link(name, digest), digest)
+            .await?;
+        self.discard_upload(name, id).await
     }
 
     /// Moves a session's committed bytes into place as blob `expected`, linked into `name`,

@@ -129,6 +129,12 @@ pub trait Driver: Send + Sync + 'static {
         let _ = (path, expires);
         Ok(None)
     }
+    /// Whether nothing a writer writes is visible at its path before [`FileWriter::commit`]
+    /// (an object store's multipart upload), so a blob can be written in place and
+    /// committed only once its digest checks out.
+    fn commits_atomically(&self) -> bool {
+        false
+    }
     /// Whether [`FileWriter::flush`] makes bytes readable while they are written (an object
     /// store's multipart upload cannot be read before it completes).
     fn follows_writes(&self) -> bool {

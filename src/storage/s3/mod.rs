@@ -411,4 +411,8 @@ impl Driver for S3Driver {
     fn follows_writes(&self) -> bool {
         false
     }
+
+    fn commits_atomically(&self) -> bool {
+        true
+    }
 }

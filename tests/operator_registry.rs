@@ -3,13 +3,15 @@
 //! certificates and status, status conditions that follow the applied Deployment, no churn
 //! when nothing changed, password changes re-rendering the htpasswd Secret, drift restored,
 //! retry delays reset by a success, and pull Secrets cleaned up on delete. `admission`,
-//! `lifecycle` and `tls` hold the rest.
+//! `lifecycle`, `s3` (scale-out on a bucket) and `tls` hold the rest.
 
 #[path = "operator_registry/admission.rs"]
 mod admission;
 use dockyard_testkit as common;
 #[path = "operator_registry/lifecycle.rs"]
 mod lifecycle;
+#[path = "operator_registry/s3.rs"]
+mod s3;
 #[path = "operator_registry/tls.rs"]
 mod tls;
 

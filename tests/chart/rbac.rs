@@ -41,6 +41,19 @@ spec:
     namespaces: [team-b]
 ";
 
+/// Two replicas on S3: the operator applies a PodDisruptionBudget, and deletes it when the
+/// replicas come down to one.
+const SCALED_REGISTRY: &str = "apiVersion: dockyard.dev/v1alpha1
+kind: Registry
+metadata:
+  name: scaled
+  namespace: apps
+spec:
+  replicas: 2
+  storage:
+    s3: {bucket: images, region: eu-west-1}
+";
+
 /// `kubectl auth can-i` as the ServiceAccount `who`; `resource` may name a subresource after
 /// a slash (`registries.dockyard.dev/status`); no namespace means every namespace.
 fn can_i(kube: &KubeApi, who: &str, verb: &str, resource: &str, namespace: Option<&str>) -> bool {
@@ -187,6 +200,9 @@ fn chart_applies_and_its_rbac_covers_the_operator() {
         ("create", "services"),
         ("patch", "configmaps"),
         ("patch", "persistentvolumeclaims"),
+        ("watch", "poddisruptionbudgets.policy"),
+        ("patch", "poddisruptionbudgets.policy"),
+        ("delete", "poddisruptionbudgets.policy"),
         ("watch", "secrets"),
         ("delete", "secrets"),
         ("create", "certificates.cert-manager.io"),
@@ -357,6 +373,34 @@ fn chart_applies_and_its_rbac_covers_the_operator() {
         ],
         &operator,
     );
+
+    // Scale-out on S3: the budget is created with two replicas and deleted at one.
+    let applied = kube.apply("scaled.yaml", SCALED_REGISTRY);
+    assert!(
+        applied.status.success(),
+        "apply scaled Registry: {applied:?}"
+    );
+    let budgets = [
+        "-n",
+        "apps",
+        "poddisruptionbudget",
+        "-l",
+        "app.kubernetes.io/instance=scaled",
+        "-o",
+        "name",
+    ];
+    wait_get(&kube, &budgets, &operator);
+    kube.kubectl(&[
+        "-n",
+        "apps",
+        "patch",
+        "registry",
+        "scaled",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":1}}"#,
+    ]);
+    wait_get_until(&kube, &budgets, &operator.log, |out| out.trim().is_empty());
 
     // examples/registrymirror.yaml: the operator publishes its node plan, and a real node
     // agent, as the agent's ServiceAccount, configures a node's containerd and reports it.

@@ -34,6 +34,66 @@ async fn invalid_registries_are_refused_or_reported() {
             "service: {externalHosts: [\"https://reg.example.com/v2\"]}",
             "service.externalHosts entries are a host name or an IP address",
         ),
+        (
+            "storage: {s3: {bucket: \"s3://images/team\"}}",
+            "storage.s3.bucket is the bucket's name alone",
+        ),
+        (
+            "storage: {s3: {bucket: images, endpoint: \"https://minio:9000/images\"}}",
+            "storage.s3.endpoint is the S3 API's base URL",
+        ),
+        (
+            "storage: {s3: {bucket: images, endpoint: \"minio:9000\"}}",
+            "storage.s3.endpoint is the S3 API's base URL",
+        ),
+        (
+            "storage: {s3: {bucket: images, region: \"eu west 1\"}}",
+            "storage.s3.region is a region name",
+        ),
+        (
+            "storage: {s3: {bucket: images, rootDirectory: \"team/../other\"}}",
+            "storage.s3.rootDirectory is a key prefix",
+        ),
+        (
+            "storage: {s3: {bucket: images, endpoint: \"https://minio:9000\", insecureSkipVerify: true, caSecretRef: {name: ca, key: ca.crt}}}",
+            "set either storage.s3.caSecretRef",
+        ),
+        (
+            "storage: {s3: {bucket: images, endpoint: \"http://minio:9000\", insecureSkipVerify: true}}",
+            "storage.s3.caSecretRef and insecureSkipVerify are for an https:// endpoint",
+        ),
+        (
+            "storage: {s3: {bucket: images, chunkSize: 1Mi}}",
+            "storage.s3.chunkSize is a size from 5Mi",
+        ),
+        (
+            "storage: {s3: {bucket: images, chunkSize: 16MB}}",
+            "storage.s3.chunkSize is a size from 5Mi",
+        ),
+        (
+            "storage: {s3: {bucket: images, encryption: {type: KMS}}}",
+            "storage.s3.encryption type KMS needs keyId",
+        ),
+        (
+            "storage: {s3: {bucket: images, encryption: {type: AES256, keyId: k}}}",
+            "storage.s3.encryption.keyId is used only with type: KMS",
+        ),
+        (
+            "storage: {s3: {bucket: images, storageClass: standard}}",
+            "storage.s3.storageClass is an S3 storage class",
+        ),
+        (
+            "storage: {s3: {bucket: images, gc: {interval: daily}}}",
+            "storage.s3.gc.interval is a Go duration of at least 1m",
+        ),
+        (
+            "storage: {s3: {bucket: images, gc: {grace: 30s}}}",
+            "storage.s3.gc.grace is a Go duration of at least 10m",
+        ),
+        (
+            "serviceAccountName: Registry_SA",
+            "serviceAccountName is the name of a ServiceAccount",
+        ),
     ] {
         let yaml = format!(
             "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {{name: bad, namespace: team}}\nspec:\n  {spec}\n"
@@ -42,6 +102,10 @@ async fn invalid_registries_are_refused_or_reported() {
         assert!(!out.status.success(), "accepted: {spec}");
         assert!(out.stderr.contains(message), "{spec}: {}", out.stderr);
     }
+    // Every S3 field, well formed, is admitted.
+    let full = "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {name: full, namespace: team}\nspec:\n  replicas: 3\n  serviceAccountName: registry.irsa\n  storage:\n    s3: {bucket: images.team-a, region: eu-west-1, endpoint: \"https://minio.storage.svc:9000/\", forcePathStyle: true, rootDirectory: /teams/a/, credentialsSecretRef: {name: keys}, caSecretRef: {name: ca, key: ca.crt}, chunkSize: 16Mi, encryption: {type: KMS, keyId: alias/registry}, storageClass: STANDARD_IA, redirect: true, gc: {enabled: true, interval: 6h30m, grace: 90m, deleteUntagged: true, dryRun: true}}\n";
+    let out = kube.apply("full.yaml", full);
+    assert!(out.status.success(), "refused: {}", out.stderr);
     // What admission cannot know is reported on the resource.
     let missing = "apiVersion: dockyard.dev/v1alpha1\nkind: Registry\nmetadata: {name: lost, namespace: team}\nspec:\n  auth: {users: [{username: bob, passwordSecretRef: {name: nope, key: bob}}]}\n";
     assert!(kube.apply("lost.yaml", missing).status.success());

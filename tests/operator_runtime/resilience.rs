@@ -92,7 +92,7 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: operator-work}
 rules:
-  - apiGroups: ["", apps, dockyard.dev, events.k8s.io, cert-manager.io]
+  - apiGroups: ["", apps, policy, dockyard.dev, events.k8s.io, cert-manager.io]
     resources: ["*"]
     verbs: ["*"]
 ---

@@ -126,6 +126,33 @@ pub async fn remove_stale_children(
     Ok(())
 }
 
+/// Deletes the object `name` in the workload's namespace if the workload owns it: a child
+/// no longer wanted, like the disruption budget once one replica is left. One already gone,
+/// or someone else's of the same name, stays as it is.
+pub async fn delete_owned<K>(client: &kube::Client, w: &Workload, name: &str) -> Result<(), Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &w.namespace);
+    let Some(found) = api.get_metadata_opt(name).await? else {
+        return Ok(());
+    };
+    let owned = found
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == w.owner.uid);
+    if owned {
+        tracing::info!(kind = K::kind(&()).as_ref(), %name, "deleting a child no longer needed");
+        delete_if_present(&api, name).await?;
+    }
+    Ok(())
+}
+
 /// Deletes `name`; one already gone is fine.
 pub async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), Error>
 where

@@ -1,6 +1,6 @@
 //! The Service in front of a workload's pods, and the PersistentVolumeClaim holding its
-//! images. The claim has no owner unless `deleteWithRegistry` is set, so deleting the
-//! resource keeps its images.
+//! images (none when they live in an object store). The claim has no owner unless
+//! `deleteWithRegistry` is set, so deleting the resource keeps its images.
 
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimSpec, Service, ServicePort,
@@ -36,26 +36,28 @@ pub fn service(d: &Workload) -> Service {
     }
 }
 
-pub fn volume(d: &Workload) -> PersistentVolumeClaim {
+/// The data claim, unless the images live in an object store.
+pub fn volume(d: &Workload) -> Option<PersistentVolumeClaim> {
+    let storage = d.storage.as_ref()?;
     let mut metadata = d.owned(d.volume_name());
-    if !d.storage.delete_with_registry {
+    if !storage.delete_with_registry {
         metadata.owner_references = None;
     }
-    let access = match d.storage.access_mode {
+    let access = match storage.access_mode {
         AccessMode::ReadWriteOnce => "ReadWriteOnce",
         AccessMode::ReadWriteMany => "ReadWriteMany",
     };
-    PersistentVolumeClaim {
+    Some(PersistentVolumeClaim {
         metadata,
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec![access.to_owned()]),
-            storage_class_name: d.storage.storage_class_name.clone(),
+            storage_class_name: storage.storage_class_name.clone(),
             resources: Some(VolumeResourceRequirements {
-                requests: Some([("storage".to_owned(), d.storage.size.clone())].into()),
+                requests: Some([("storage".to_owned(), storage.size.clone())].into()),
                 limits: None,
             }),
             ..PersistentVolumeClaimSpec::default()
         }),
         status: None,
-    }
+    })
 }

@@ -72,9 +72,13 @@ pub fn claim_grace_left(
 }
 
 /// What blocks the rollout at `now`: a registry pod the scheduler cannot place (its message
-/// usually says why, e.g. an unbound claim), else the data claim, once it has been Pending
-/// past [`CLAIM_GRACE`] or its provisioning has begun.
-pub fn waiting(volume: &PersistentVolumeClaim, pods: &[Pod], now: Timestamp) -> Option<Waiting> {
+/// usually says why, e.g. an unbound claim), else the data claim (if there is one), once it
+/// has been Pending past [`CLAIM_GRACE`] or its provisioning has begun.
+pub fn waiting(
+    volume: Option<&PersistentVolumeClaim>,
+    pods: &[Pod],
+    now: Timestamp,
+) -> Option<Waiting> {
     let unschedulable = pods.iter().find_map(|pod| {
         let conditions = pod.status.as_ref()?.conditions.as_ref()?;
         let scheduled = conditions.iter().find(|c| c.type_ == "PodScheduled")?;
@@ -86,22 +90,24 @@ pub fn waiting(volume: &PersistentVolumeClaim, pods: &[Pod], now: Timestamp) -> 
             )
         })
     });
-    let phase = volume
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending");
-    let class = volume
-        .spec
-        .as_ref()
-        .and_then(|s| s.storage_class_name.as_deref())
-        .map(|c| format!(" {c:?}"))
-        .unwrap_or_default();
-    let claim = (phase != "Bound").then(|| {
-        format!(
-            "PersistentVolumeClaim {} is {phase}: no volume is bound to it yet (check that its StorageClass{class} exists and can provision volumes, or create a PersistentVolume it can bind)",
-            volume.metadata.name.as_deref().unwrap_or("?")
-        )
+    let claim = volume.and_then(|volume| {
+        let phase = volume
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending");
+        let class = volume
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.as_deref())
+            .map(|c| format!(" {c:?}"))
+            .unwrap_or_default();
+        (phase != "Bound").then(|| {
+            format!(
+                "PersistentVolumeClaim {} is {phase}: no volume is bound to it yet (check that its StorageClass{class} exists and can provision volumes, or create a PersistentVolume it can bind)",
+                volume.metadata.name.as_deref().unwrap_or("?")
+            )
+        })
     });
     if let Some(pod) = unschedulable {
         // When the claim is what the scheduler waits for, its message does not name it: say
@@ -117,7 +123,7 @@ pub fn waiting(volume: &PersistentVolumeClaim, pods: &[Pod], now: Timestamp) -> 
             message,
         });
     }
-    if claim_grace_left(volume, now).is_some() {
+    if volume.is_some_and(|v| claim_grace_left(v, now).is_some()) {
         return None;
     }
     claim.map(|message| Waiting {
@@ -443,17 +449,20 @@ mod tests {
             .unwrap()
         };
         let fresh = claim(5, serde_json::json!({}));
-        assert_eq!(waiting(&fresh, &[], now), None);
+        assert_eq!(waiting(Some(&fresh), &[], now), None);
         assert_eq!(
             claim_grace_left(&fresh, now),
             Some(std::time::Duration::from_secs(10))
         );
         let old = claim(20, serde_json::json!({}));
-        assert_eq!(waiting(&old, &[], now).unwrap().reason, "ClaimPending");
+        assert_eq!(
+            waiting(Some(&old), &[], now).unwrap().reason,
+            "ClaimPending"
+        );
         assert_eq!(claim_grace_left(&old, now), None);
         let provisioning = claim(1, serde_json::json!({SELECTED_NODE: "node-1"}));
         assert_eq!(
-            waiting(&provisioning, &[], now).unwrap().reason,
+            waiting(Some(&provisioning), &[], now).unwrap().reason,
             "ClaimPending"
         );
     }
@@ -465,7 +474,7 @@ mod tests {
         }))
         .unwrap();
         let now = Timestamp::from_second(10_000).unwrap();
-        let waiting_for_claim = waiting(&claim, &[], now).unwrap();
+        let waiting_for_claim = waiting(Some(&claim), &[], now).unwrap();
         assert_eq!(waiting_for_claim.reason, "ClaimPending");
         assert!(waiting_for_claim.message.contains("reg-data is Pending"));
         let pod: Pod = serde_json::from_value(serde_json::json!({
@@ -474,7 +483,7 @@ mod tests {
                 "message": "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."}]}
         }))
         .unwrap();
-        let w = waiting(&claim, &[pod], now).unwrap();
+        let w = waiting(Some(&claim), &[pod], now).unwrap();
         assert_eq!(w.reason, "Unschedulable");
         assert!(
             w.message.contains("reg-abc cannot be scheduled: 0/1 nodes"),
@@ -483,7 +492,7 @@ mod tests {
         );
         let mut bound = claim.clone();
         bound.status.as_mut().unwrap().phase = Some("Bound".into());
-        assert_eq!(waiting(&bound, &[], now), None);
+        assert_eq!(waiting(Some(&bound), &[], now), None);
         let s = compute(
             None,
             &Outcome::Applied {

@@ -128,7 +128,7 @@ pub fn workload<K: Resource<DynamicType = ()>>(
         replicas: spec.replicas,
         service: spec.service.clone(),
         tls,
-        storage: spec.storage.cloned().unwrap_or_default(),
+        storage: Some(spec.storage.cloned().unwrap_or_default()),
         pod: spec.pod.clone(),
     })
 }

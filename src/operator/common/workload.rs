@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use crate::operator::crd::{FilesystemStorage, PodOptions, ServiceSpec, TlsMode};
+use crate::operator::crd::{AccessMode, FilesystemStorage, PodOptions, ServiceSpec, TlsMode};
 
 /// The label every child carries; the operator's watches select on it.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "dockyard");
@@ -28,8 +28,8 @@ pub struct Workload {
     pub replicas: i32,
     pub service: ServiceSpec,
     pub tls: TlsMode,
-    /// The data claim.
-    pub storage: FilesystemStorage,
+    /// The data claim; `None` when the images live in an object store.
+    pub storage: Option<FilesystemStorage>,
     pub pod: PodOptions,
 }
 
@@ -86,6 +86,14 @@ impl Workload {
     }
     pub fn volume_name(&self) -> String {
         self.child("data")
+    }
+
+    /// Whether every replica can use the storage at once (an object store or a
+    /// ReadWriteMany claim): the pods then roll one by one and spread over nodes.
+    pub fn shares_storage(&self) -> bool {
+        self.storage
+            .as_ref()
+            .is_none_or(|s| s.access_mode == AccessMode::ReadWriteMany)
     }
 
     /// The Secret whose `ca.crt` signs the serving certificate, when there is one.

@@ -164,9 +164,18 @@ fn default_port() -> i32 {
 }
 
 /// Where the pods run and what they may use.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PodOptions {
+    /// The ServiceAccount the pods run as, e.g. one annotated for the cloud's workload
+    /// identity (`eks.amazonaws.com/role-arn` for IRSA) so S3 needs no keys. It must exist.
+    /// Without it the pods run as the namespace's `default` account and mount no API token;
+    /// with it, the account's `automountServiceAccountToken` decides (identity webhooks may
+    /// need the token): give it no RBAC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("serviceAccountName is the name of a ServiceAccount in this namespace: lowercase letters, digits, '-' and '.'"))]
+    pub service_account_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

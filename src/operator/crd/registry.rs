@@ -24,6 +24,7 @@ use super::common::{
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint"),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(name = "Storage", type_ = "string", json_path = ".status.storage"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new(
         "self.spec.replicas <= 1 || has(self.spec.storage.s3) || (has(self.spec.storage.filesystem) && self.spec.storage.filesystem.accessMode == 'ReadWriteMany')"
@@ -119,22 +120,151 @@ fn default_size() -> Quantity {
     Quantity("10Gi".into())
 }
 
-/// An S3-compatible bucket shared by every replica.
+/// An S3-compatible bucket every replica shares (AWS S3, MinIO, Ceph RGW): images, upload
+/// sessions and metadata all live in the bucket, so any replica serves any request and
+/// `replicas` can grow past one. No volume is made.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.caSecretRef) && self.insecureSkipVerify)").message("set either storage.s3.caSecretRef (verify the endpoint with this CA) or insecureSkipVerify: true (do not verify), not both"))]
+#[x_kube(validation = Rule::new("!has(self.endpoint) || !self.endpoint.startsWith('http://') || (!has(self.caSecretRef) && !self.insecureSkipVerify)").message("storage.s3.caSecretRef and insecureSkipVerify are for an https:// endpoint; this endpoint is plain http://"))]
 pub struct S3Storage {
+    /// The bucket's name alone; it must exist. Put a key prefix in `rootDirectory`.
+    #[schemars(length(max = 255))]
     #[x_kube(validation = Rule::new("self != ''").message("storage.s3.bucket must name a bucket"))]
+    #[x_kube(validation = Rule::new("self == '' || self.matches('^[A-Za-z0-9][A-Za-z0-9._-]*$')").message("storage.s3.bucket is the bucket's name alone, like registry-images: without s3://, a host or a path (put a key prefix in rootDirectory)"))]
     pub bucket: String,
+    /// The bucket's region, like `eu-west-1`. Without it: `AWS_REGION` in the pod's
+    /// environment (workload identity webhooks set it), else `us-east-1`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9_-]+$')").message("storage.s3.region is a region name like eu-west-1 or us-east-1"))]
     pub region: Option<String>,
-    /// Endpoint URL for non-AWS stores (MinIO, Ceph RGW).
+    /// The S3 API's base URL for a store other than AWS (MinIO, Ceph RGW), like
+    /// `http://minio.storage.svc:9000` or `https://s3.example.com`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^/?#@\\\\s]+/?$')").message("storage.s3.endpoint is the S3 API's base URL, like http://minio.storage.svc:9000 or https://s3.example.com: http:// or https://, a host and an optional port, no path, query or credentials"))]
     pub endpoint: Option<String>,
-    #[serde(default)]
-    pub force_path_style: bool,
-    /// Secret with `accessKeyID` and `secretAccessKey`.
+    /// Path-style requests (`endpoint/bucket/key`) instead of virtual-hosted ones
+    /// (`bucket.endpoint/key`). Default: path style with an `endpoint` (what MinIO and Ceph
+    /// need), virtual-hosted on AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_path_style: Option<bool>,
+    /// A key prefix inside the bucket, like `registry` or `teams/a/registry`, so several
+    /// registries (or other data) can share one bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    #[x_kube(validation = Rule::new("self.matches('^/?[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?$') && !self.split('/').exists(s, s == '..' || s == '.')").message("storage.s3.rootDirectory is a key prefix like registry or teams/a/registry: path segments of letters, digits, '.', '_' and '-', without . or .. segments"))]
+    pub root_directory: Option<String>,
+    /// A Secret with the keys `accessKey` and `secretKey` (`accessKeyID` and
+    /// `secretAccessKey` are read too). Passed to the pods as environment variables from the
+    /// Secret, never written into the config. Without it the pods use the default AWS chain:
+    /// `AWS_*` variables, web identity (IRSA: set `serviceAccountName` to a ServiceAccount
+    /// annotated with `eks.amazonaws.com/role-arn`), the container endpoint, the instance role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<LocalObjectRef>,
+    /// A CA (PEM) that signs the endpoint's certificate, e.g. a self-signed MinIO's; trusted
+    /// besides the system's CAs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+    /// Do not verify the endpoint's certificate. Only for a lab store; prefer `caSecretRef`.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// The multipart part size, like `16Mi` (default `10Mi`): from `5Mi` (S3's smallest part)
+    /// to `5Gi`. Blobs up to 10,000 parts long can be pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]+(Ki|Mi|Gi|k|M|G)?$') && quantity(self).compareTo(quantity('5Mi')) >= 0 && quantity(self).compareTo(quantity('5Gi')) <= 0").message("storage.s3.chunkSize is a size from 5Mi (S3's smallest part) to 5Gi, like 16Mi: a whole number with an optional k, M, G, Ki, Mi or Gi suffix"))]
+    pub chunk_size: Option<String>,
+    /// Server-side encryption of what the registry writes (default: the bucket's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<S3Encryption>,
+    /// The storage class of new objects, like `STANDARD`, `STANDARD_IA` or
+    /// `INTELLIGENT_TIERING` (default: the bucket's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Z][A-Z0-9_]*$')").message("storage.s3.storageClass is an S3 storage class like STANDARD, STANDARD_IA or INTELLIGENT_TIERING (uppercase)"))]
+    pub storage_class: Option<String>,
+    /// Answer blob downloads with a redirect to a presigned URL of the object, so the bytes
+    /// flow from the store instead of through the registry pods. Off by default: every
+    /// client (and every node's container runtime) must then reach `endpoint` itself, by
+    /// the same name the pods use - a cluster-internal address like `minio.storage.svc`
+    /// does not resolve on nodes.
+    #[serde(default)]
+    pub redirect: bool,
+    /// Online garbage collection of blobs no manifest references; on by default.
+    #[serde(default)]
+    pub gc: GarbageCollection,
+}
+
+/// Server-side encryption of the objects the registry writes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.type != 'KMS' || has(self.keyId)").message("storage.s3.encryption type KMS needs keyId, the KMS key's ID, ARN or alias (for keys S3 manages, use type: AES256)"))]
+#[x_kube(validation = Rule::new("self.type == 'KMS' || !has(self.keyId)").message("storage.s3.encryption.keyId is used only with type: KMS"))]
+pub struct S3Encryption {
+    #[serde(rename = "type")]
+    pub type_: EncryptionType,
+    /// With `KMS`: the key's ID, ARN or alias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub key_id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum EncryptionType {
+    /// The bucket's default encryption.
+    None,
+    /// SSE-S3: keys S3 manages.
+    #[serde(rename = "AES256")]
+    Aes256,
+    /// SSE-KMS with `keyId`.
+    #[serde(rename = "KMS")]
+    Kms,
+}
+
+/// Scheduled online garbage collection: blobs no manifest references (and, if asked,
+/// manifests no tag references) are deleted while the registry keeps serving. Replicas take
+/// turns through a lock in the bucket, so one collects at a time.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GarbageCollection {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How often to collect, as a Go duration (default `24h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1m')").message("storage.s3.gc.interval is a Go duration of at least 1m, like 24h or 6h"))]
+    pub interval: Option<String>,
+    /// Blobs younger than this are never collected, as a Go duration (default `1h`): a push
+    /// uploads its layers before the manifest that references them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) >= duration('10m')").message("storage.s3.gc.grace is a Go duration of at least 10m, like 1h: blobs pushed less than grace ago are never collected, and a slow push uploads its layers long before its manifest"))]
+    pub grace: Option<String>,
+    /// Also delete manifests no tag points at (and then their blobs). Images pulled only
+    /// by digest must keep a tag.
+    #[serde(default)]
+    pub delete_untagged: bool,
+    /// Log what would be deleted, delete nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl Default for GarbageCollection {
+    fn default() -> Self {
+        GarbageCollection {
+            enabled: true,
+            interval: None,
+            grace: None,
+            delete_untagged: false,
+            dry_run: false,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Who may use the registry. Without `users` or `htpasswdSecretRef` the registry is open.
@@ -216,6 +346,9 @@ pub struct RegistryStatus {
     /// Secret holding the CA that signs the serving certificate (`ca.crt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret: Option<String>,
+    /// Where the images are: `s3://<bucket>/<rootDirectory>`, or `pvc/<claim>` for a volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
     /// With `nodeTrust`: how many selected nodes trust the registry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<NodesStatus>,

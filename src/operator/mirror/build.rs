@@ -21,7 +21,8 @@ pub struct Children {
     pub ca: Option<Secret>,
     pub tls: Option<Secret>,
     pub certificate: Option<DynamicObject>,
-    pub volume: PersistentVolumeClaim,
+    /// The cache's claim (always made for a mirror).
+    pub volume: Option<PersistentVolumeClaim>,
     pub deployment: Deployment,
 }
 

@@ -105,7 +105,7 @@ async fn run(mirror: &RegistryMirror, ctx: &Context) -> Result<Action, Error> {
         wanted: w.replicas,
         endpoint: addresses.endpoint(),
         warning: applied.certificate.warning(),
-        waiting: common_status::waiting(&applied.volume, &pods, now),
+        waiting: common_status::waiting(applied.volume.as_ref(), &pods, now),
     };
     let next = status(mirror, &desired, &outcome, w.ca_secret(), node_status, now);
     publish_transitions(ctx, mirror, &next).await;
@@ -113,7 +113,8 @@ async fn run(mirror: &RegistryMirror, ctx: &Context) -> Result<Action, Error> {
     // Changed node reports are watched; an agent that stops reporting, and the claim's
     // grace, need a timer.
     let idle = if plan.is_some() { 60 } else { 300 };
-    let recheck = claim_grace_left(&applied.volume, now)
+    let recheck = (applied.volume.as_ref())
+        .and_then(|claim| claim_grace_left(claim, now))
         .map_or(Duration::from_secs(idle), |left| {
             left + Duration::from_secs(1)
         });
@@ -123,7 +124,7 @@ async fn run(mirror: &RegistryMirror, ctx: &Context) -> Result<Action, Error> {
 /// What applying the children returned that status needs.
 struct Applied {
     deployment: k8s_openapi::api::apps::v1::Deployment,
-    volume: k8s_openapi::api::core::v1::PersistentVolumeClaim,
+    volume: Option<k8s_openapi::api::core::v1::PersistentVolumeClaim>,
     certificate: CertificateOutcome,
 }
 
@@ -150,7 +151,10 @@ async fn apply_children(
         apply(client, secret).await?;
     }
     let certificate_outcome = apply_certificate(client, w, certificate.as_ref()).await?;
-    let volume = apply(client, volume).await?;
+    let volume = match volume {
+        Some(claim) => Some(apply(client, claim).await?),
+        None => None,
+    };
     let deployment = apply(client, deployment).await?;
     let wanted = build::wanted_secrets(desired, &children);
     remove_stale_children(client, w, &wanted, certificate.is_some()).await?;

@@ -1,9 +1,11 @@
 //! Applies a Registry's children (`common::apply`), deletes the owned ones no longer
-//! wanted, and keeps the finalizer that guards pull Secrets in other namespaces (which
-//! owner references cannot reach).
+//! wanted (Secrets, the Certificate, the disruption budget of a single replica), and keeps
+//! the finalizer that guards pull Secrets in other namespaces (which owner references
+//! cannot reach).
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
@@ -11,7 +13,8 @@ use super::build::{self, Children, PULL_SECRET_LABEL};
 use super::validate::Desired;
 use crate::operator::Error;
 use crate::operator::common::apply::{
-    CertificateOutcome, apply, apply_certificate, delete_if_present, remove_stale_children,
+    CertificateOutcome, apply, apply_certificate, delete_if_present, delete_owned,
+    remove_stale_children,
 };
 
 /// Finalizer present while pull Secrets exist outside the Registry's namespace.
@@ -20,7 +23,8 @@ pub const PULL_SECRETS_FINALIZER: &str = "dockyard.dev/pull-secrets";
 /// What the apply returned that status needs.
 pub struct Applied {
     pub deployment: Deployment,
-    pub volume: PersistentVolumeClaim,
+    /// The data claim; none when the images live in S3.
+    pub volume: Option<PersistentVolumeClaim>,
     pub certificate: CertificateOutcome,
 }
 
@@ -34,22 +38,31 @@ pub async fn apply_all(
         config,
         htpasswd,
         pull_credentials,
+        http_secret,
         ca,
         tls,
         certificate,
         volume,
         deployment,
+        budget,
         pull_secrets,
     } = children;
     apply(client, config).await?;
     apply(client, pull_credentials).await?;
-    for secret in [htpasswd, ca, tls].into_iter().flatten() {
+    for secret in [htpasswd, http_secret, ca, tls].into_iter().flatten() {
         apply(client, secret).await?;
     }
     let w = &d.workload;
     let outcome = apply_certificate(client, w, certificate.as_ref()).await?;
-    let volume = apply(client, volume).await?;
+    let volume = match volume {
+        Some(claim) => Some(apply(client, claim).await?),
+        None => None,
+    };
     let deployment = apply(client, deployment).await?;
+    match budget {
+        Some(budget) => drop(apply(client, budget).await?),
+        None => delete_owned::<PodDisruptionBudget>(client, w, &w.name).await?,
+    }
     for secret in pull_secrets {
         apply(client, secret).await?;
     }

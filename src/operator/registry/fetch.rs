@@ -4,6 +4,7 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
+use super::build::HTTP_SECRET;
 use super::materials::Existing;
 use crate::operator::Error;
 use crate::operator::common::{Workload, tls};
@@ -24,9 +25,15 @@ pub async fn existing(client: &kube::Client, workload: &Workload) -> Result<Exis
         .get_opt(&workload.child("pull-credentials"))
         .await?
         .and_then(|s| text(&s, "password"));
+    let http_secret = api
+        .get_opt(&workload.child(HTTP_SECRET))
+        .await?
+        .and_then(|s| text(&s, "secret"))
+        .filter(|s| !s.is_empty());
     Ok(Existing {
         htpasswd,
         pull_password,
+        http_secret,
         tls: tls::fetch(&api, workload).await?,
     })
 }

@@ -1,8 +1,8 @@
 //! Secret material a Registry needs, derived from the desired state and what already
 //! exists, so that nothing changes when nothing needs to: bcrypt hashes are reused while
-//! they still verify the password, the pull user's password is generated once, and the TLS
-//! material is `common::tls`'s (the CA created once, the serving certificate renewed only
-//! when needed).
+//! they still verify the password, the pull user's password and the replicas' shared
+//! `http.secret` are generated once, and the TLS material is `common::tls`'s (the CA
+//! created once, the serving certificate renewed only when needed).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
@@ -23,6 +23,8 @@ pub struct Existing {
     /// The current managed htpasswd file.
     pub htpasswd: Option<String>,
     pub pull_password: Option<String>,
+    /// The replicas' shared `http.secret`.
+    pub http_secret: Option<String>,
     pub tls: ExistingTls,
 }
 
@@ -31,6 +33,8 @@ pub struct Materials {
     /// The managed htpasswd file; `None` when auth is off.
     pub htpasswd: Option<String>,
     pub pull_password: String,
+    /// `http.secret`, the same for every replica; only for replicas that share storage.
+    pub http_secret: Option<String>,
     /// For `selfSigned`: the CA and the serving certificate.
     pub self_signed: Option<SelfSigned>,
 }
@@ -116,10 +120,15 @@ pub fn prepare(
             UserSource::Passwords(_) => reused,
         }
     });
+    let http_secret = d
+        .workload
+        .shares_storage()
+        .then(|| existing.http_secret.clone().unwrap_or_else(random_password));
     let self_signed = tls::prepare(&d.workload, addresses, &existing.tls, now)?;
     Ok(Materials {
         htpasswd,
         pull_password,
+        http_secret,
         self_signed,
     })
 }

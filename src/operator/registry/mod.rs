@@ -101,7 +101,8 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
         }
     };
     let children = build::build(&desired, &addresses, &materials);
-    let applied = apply::apply_all(client, &desired, &children).await?;
+    // Boxed: the apply future is large (unboxed, a debug build overflowed a 2 MiB stack).
+    let applied = Box::pin(apply::apply_all(client, &desired, &children)).await?;
     let ca_pem = match &materials.self_signed {
         Some(m) => Some(m.ca.cert_pem.clone()),
         None => tls::fetch_ca(&Api::namespaced(client.clone(), &namespace), w).await?,
@@ -126,9 +127,14 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
         wanted: w.replicas,
         endpoint: addresses.endpoint(),
         warning: applied.certificate.warning(),
-        waiting: common_status::waiting(&applied.volume, &pods, now),
+        waiting: common_status::waiting(applied.volume.as_ref(), &pods, now),
     };
-    let next = status::compute(registry, &outcome, w.ca_secret(), node_status, now);
+    let found = status::Found {
+        ca_secret: w.ca_secret(),
+        storage: desired.storage_location(),
+        nodes: node_status,
+    };
+    let next = status::compute(registry, &outcome, Some(found), now);
     let before = registry.status.as_ref().map(|s| &s.conditions[..]);
     if let Some((type_, reason, note)) =
         common_status::transition(before.unwrap_or_default(), &next.conditions)
@@ -140,7 +146,8 @@ async fn run(registry: &Registry, ctx: &Context) -> Result<Action, Error> {
     // comes first, triggers a reconcile of its own).
     // With node trust, an agent that stops reporting is noticed by this timer.
     let idle = if plan.is_some() { 60 } else { 3600 };
-    let recheck = claim_grace_left(&applied.volume, now)
+    let recheck = (applied.volume.as_ref())
+        .and_then(|claim| claim_grace_left(claim, now))
         .map_or(Duration::from_secs(idle), |left| {
             left + Duration::from_secs(1)
         });
@@ -197,7 +204,7 @@ async fn report_invalid(
         reason: invalid.reason,
         message: invalid.message.clone(),
     };
-    let next = status::compute(registry, &outcome, None, None, Timestamp::now());
+    let next = status::compute(registry, &outcome, None, Timestamp::now());
     publish(
         &ctx.recorder,
         registry,
@@ -238,12 +245,10 @@ pub fn referenced_secrets(registry: &Registry) -> Vec<String> {
         .collect();
     names.extend(spec.auth.htpasswd_secret_ref.iter().map(|r| r.name.clone()));
     names.extend(spec.tls.secret_ref.iter().map(|r| r.name.clone()));
-    names.extend(
-        spec.storage
-            .s3
-            .iter()
-            .flat_map(|s| s.credentials_secret_ref.iter().map(|r| r.name.clone())),
-    );
+    names.extend(spec.storage.s3.iter().flat_map(|s| {
+        (s.credentials_secret_ref.iter().map(|r| r.name.clone()))
+            .chain(s.ca_secret_ref.iter().map(|r| r.name.clone()))
+    }));
     names.sort();
     names.dedup();
     names

@@ -1,5 +1,5 @@
 //! The Registry's status: the shared conditions (`common::status`), the endpoint, ready
-//! replicas and the CA Secret.
+//! replicas, the CA Secret and where the images are.
 
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
@@ -9,35 +9,45 @@ use crate::operator::common::status::{
 };
 use crate::operator::crd::{NodesStatus, Registry, RegistryStatus};
 
-/// The status for `outcome`; when the spec could not be applied, the previous endpoint,
-/// replicas, CA and node counts are kept.
+/// What an applied spec reports besides its conditions.
+pub struct Found {
+    pub ca_secret: Option<String>,
+    /// `s3://bucket/root` or `pvc/<claim>`.
+    pub storage: String,
+    pub nodes: Option<NodesStatus>,
+}
+
+/// The status for `outcome` (with what was `found` when it was applied); when the spec could
+/// not be applied, the previous endpoint, replicas, CA, storage and node counts are kept.
 pub fn compute(
     registry: &Registry,
     outcome: &Outcome<'_>,
-    ca_secret: Option<String>,
-    nodes: Option<NodesStatus>,
+    found: Option<Found>,
     now: Timestamp,
 ) -> RegistryStatus {
     let previous = registry.status.clone().unwrap_or_default();
     let generation = registry.meta().generation;
     let (mut conditions, ready) = conditions(outcome, &previous.conditions, generation, now);
-    if let (Outcome::Applied { .. }, Some(n)) = (outcome, &nodes) {
-        conditions.push(crate::operator::nodes::condition(n, generation));
-        conditions = keep_transition_times(conditions, &previous.conditions, now);
-    }
-    match outcome {
-        Outcome::Invalid { .. } => RegistryStatus {
+    match (outcome, found) {
+        (Outcome::Applied { endpoint, .. }, Some(found)) => {
+            if let Some(n) = &found.nodes {
+                conditions.push(crate::operator::nodes::condition(n, generation));
+                conditions = keep_transition_times(conditions, &previous.conditions, now);
+            }
+            RegistryStatus {
+                conditions,
+                observed_generation: generation,
+                endpoint: Some(endpoint.clone()),
+                ready_replicas: ready,
+                ca_secret: found.ca_secret,
+                storage: Some(found.storage),
+                nodes: found.nodes,
+            }
+        }
+        _ => RegistryStatus {
             conditions: keep_nodes_condition(conditions, &previous.conditions),
             observed_generation: generation,
             ..previous
-        },
-        Outcome::Applied { endpoint, .. } => RegistryStatus {
-            conditions,
-            observed_generation: generation,
-            endpoint: Some(endpoint.clone()),
-            ready_replicas: ready,
-            ca_secret,
-            nodes,
         },
     }
 }

@@ -11,18 +11,38 @@ pub use crate::operator::common::validate::{
     Invalid, WorkloadSpec, invalid, secret_value, workload,
 };
 use crate::operator::crd::{AccessRuleSpec, Registry};
+pub use s3::S3Plan;
+
+mod s3;
 
 /// The user the operator manages for pull Secrets.
 pub const PULL_USER: &str = "dockyard-pull";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
-    /// Name, owner, image, replicas, Service, TLS, claim and pod options.
+    /// Name, owner, image, replicas, Service, TLS, claim (none with S3) and pod options.
     pub workload: Workload,
     pub delete_enabled: bool,
+    /// The bucket, when the images live in S3.
+    pub s3: Option<S3Plan>,
     pub auth: Option<AuthPlan>,
     pub pull_namespaces: Vec<String>,
     pub pull_secret_name: String,
+}
+
+impl Desired {
+    /// Where the images are, for the status: `s3://<bucket>/<rootDirectory>`, or
+    /// `pvc/<claim>`.
+    pub fn storage_location(&self) -> String {
+        match &self.s3 {
+            Some(s3) => {
+                let root = s3.spec.root_directory.as_deref().unwrap_or("");
+                let root = root.trim_matches('/');
+                format!("s3://{}/{root}", s3.spec.bucket)
+            }
+            None => format!("pvc/{}", self.workload.volume_name()),
+        }
+    }
 }
 
 /// The `app.kubernetes.io/name` of a Registry's children.
@@ -51,13 +71,10 @@ pub fn validate(
     default_image: &str,
 ) -> Result<Desired, Invalid> {
     let spec = &registry.spec;
-    if spec.storage.s3.is_some() {
-        return Err(invalid(
-            "StorageUnsupported",
-            "storage.s3 is not served by this version of Dockyard yet; use storage.filesystem"
-                .into(),
-        ));
-    }
+    let s3 = match &spec.storage.s3 {
+        Some(bucket) => Some(s3::plan(bucket, secrets)?),
+        None => None,
+    };
     let auth = auth_plan(registry, secrets)?;
     let parts = WorkloadSpec {
         app: APP,
@@ -68,11 +85,15 @@ pub fn validate(
         storage: spec.storage.filesystem.as_ref(),
         pod: &spec.pod,
     };
-    let workload = workload(registry, parts, secrets, default_image)?;
+    let mut workload = workload(registry, parts, secrets, default_image)?;
+    if s3.is_some() {
+        workload.storage = None;
+    }
     let name = workload.name.clone();
     Ok(Desired {
         workload,
         delete_enabled: spec.storage.delete_enabled,
+        s3,
         auth,
         pull_namespaces: {
             let mut ns = spec.pull_secrets.namespaces.clone();

@@ -22,6 +22,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Node, ObjectReference, PersistentVolumeClaim, Pod, Secret, Service,
 };
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::ListParams;
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
@@ -151,6 +152,7 @@ async fn run_kind<K: Kind>(ctx: Arc<Context>, namespace: Option<&str>, stop: Can
         .owns(api::<Deployment>(client, namespace), owned())
         .owns(api::<Service>(client, namespace), owned())
         .owns(api::<ConfigMap>(client, namespace), owned())
+        .owns(api::<PodDisruptionBudget>(client, namespace), owned())
         // The claim is kept when its resource goes, so it has no owner reference.
         .watches(
             api::<PersistentVolumeClaim>(client, namespace),

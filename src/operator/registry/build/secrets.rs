@@ -1,4 +1,4 @@
-//! Secrets only a Registry has (htpasswd, pull user), and the
+//! Secrets only a Registry has (htpasswd, pull user, the replicas' `http.secret`), and the
 //! `kubernetes.io/dockerconfigjson` pull Secrets placed in other namespaces (found again by
 //! the Registry's uid label, since owner references cannot cross namespaces). The TLS
 //! Secrets are built by `common::tls`.
@@ -36,6 +36,16 @@ pub fn pull_credentials(d: &Desired, m: &Materials) -> Secret {
         "Opaque",
         &[("username", PULL_USER), ("password", &m.pull_password)],
     )
+}
+
+/// The replicas' shared `http.secret`, when they share storage.
+pub fn http_secret(d: &Desired, m: &Materials) -> Option<Secret> {
+    let value = m.http_secret.as_deref()?;
+    Some(secret(
+        d.workload.owned(d.workload.child(super::HTTP_SECRET)),
+        "Opaque",
+        &[("secret", value)],
+    ))
 }
 
 /// One `auths` entry per address in `a` (the kubelet looks the image's host up verbatim).

@@ -13,7 +13,7 @@ use crate::operator::registry::validate::{Desired, validate};
 
 const NOW: i64 = 1_790_000_000;
 
-fn desired(spec: serde_json::Value, secrets: &[(&str, &[(&str, &str)])]) -> Desired {
+pub(super) fn desired(spec: serde_json::Value, secrets: &[(&str, &[(&str, &str)])]) -> Desired {
     let secrets: BTreeMap<_, _> = secrets.iter().map(|(n, p)| secret(n, p)).collect();
     validate(&registry(spec), &secrets, "example.test/dockyard:1").unwrap()
 }
@@ -26,7 +26,7 @@ fn at(d: &Desired, cluster_ip: &str) -> Addresses {
 }
 
 /// Children of `d` at 10.96.0.5 with fresh materials.
-fn children(d: &Desired) -> (Children, Materials) {
+pub(super) fn children(d: &Desired) -> (Children, Materials) {
     let a = at(d, "10.96.0.5");
     let m = prepare(d, &a, &Existing::default(), NOW, &Default::default()).unwrap();
     (build(d, &a, &m), m)
@@ -161,7 +161,7 @@ fn the_workload_is_production_shaped() {
 #[test]
 fn the_volume_outlives_the_registry_unless_asked() {
     let kept = desired(json!({}), &[]);
-    let pvc = children(&kept).0.volume;
+    let pvc = children(&kept).0.volume.unwrap();
     assert!(pvc.metadata.owner_references.is_none());
     assert_eq!(
         pvc.spec.as_ref().unwrap().access_modes,
@@ -171,7 +171,7 @@ fn the_volume_outlives_the_registry_unless_asked() {
         json!({"storage": {"filesystem": {"size": "50Gi", "deleteWithRegistry": true, "storageClassName": "fast"}}}),
         &[],
     );
-    let pvc = children(&deleted).0.volume;
+    let pvc = children(&deleted).0.volume.unwrap();
     assert_eq!(pvc.metadata.owner_references.unwrap()[0].uid, "uid-1");
     assert_eq!(
         pvc.spec.unwrap().storage_class_name.as_deref(),
@@ -246,6 +246,7 @@ fn nothing_changes_when_nothing_changed() {
     let existing = Existing {
         htpasswd: first.htpasswd.clone(),
         pull_password: Some(first.pull_password.clone()),
+        http_secret: None,
         tls: ExistingTls {
             ca: Some(ca),
             ca_damaged: false,

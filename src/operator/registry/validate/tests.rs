@@ -45,7 +45,8 @@ fn defaults_give_an_open_self_signed_registry_on_a_volume() {
         ),
         ("reg", "team", 1, "img:1")
     );
-    assert_eq!(d.workload.storage.size.0, "10Gi");
+    assert_eq!(d.workload.storage.as_ref().unwrap().size.0, "10Gi");
+    assert_eq!(d.storage_location(), "pvc/reg-data");
     assert!(d.auth.is_none());
     assert!(matches!(d.workload.tls, TlsMode::SelfSigned(_)));
     assert_eq!(d.pull_secret_name, "reg-pull");
@@ -104,12 +105,21 @@ fn problems_only_other_objects_reveal() {
     )
     .unwrap_err();
     assert!(e.message.contains("tls.key"), "{}", e.message);
+}
 
-    let s3 = serde_json::json!({"storage": {"s3": {"bucket": "b"}}});
-    assert_eq!(
-        validate(&registry(s3), &BTreeMap::new(), "i")
-            .unwrap_err()
-            .reason,
-        "StorageUnsupported"
+#[test]
+fn s3_storage_needs_no_claim() {
+    let s3 = serde_json::json!({"replicas": 3, "storage": {"s3": {"bucket": "b", "rootDirectory": "/teams/a/"}}});
+    let d = validate(&registry(s3), &BTreeMap::new(), "i").unwrap();
+    assert_eq!(d.workload.storage, None);
+    assert!(d.workload.shares_storage());
+    assert_eq!(d.storage_location(), "s3://b/teams/a");
+    let missing = serde_json::json!({"storage": {"s3": {"bucket": "b", "credentialsSecretRef": {"name": "keys"}}}});
+    let e = validate(&registry(missing), &BTreeMap::new(), "i").unwrap_err();
+    assert_eq!(e.reason, "SecretNotFound");
+    assert!(
+        e.message.starts_with("storage.s3.credentialsSecretRef"),
+        "{}",
+        e.message
     );
 }

@@ -132,6 +132,11 @@ impl Content {
         self.driver.name()
     }
 
+    /// Whether blob bytes being written can be read before they are committed.
+    pub(crate) fn follows_writes(&self) -> bool {
+        self.driver.follows_writes()
+    }
+
     /// Reads a link file; `None` if it does not exist.
     pub(crate) async fn read_link(&self, path: &str) -> Result<Option<Digest>> {
         match self.driver.get_content(path).await {

@@ -368,6 +368,9 @@ impl Fetch {
         tx.send_modify(|p| p.size = size);
         let mut body = resp.into_body();
         let (mut received, mut readable, mut unflushed) = (0u64, 0u64, 0usize);
+        // On storage that cannot be read while written (S3), the tail still lets go of old
+        // chunks; a client that falls that far behind waits for the stored blob.
+        let follows = self.content.follows_writes();
         loop {
             let frame = tokio::time::timeout(BODY_IDLE, body.frame())
                 .await
@@ -384,7 +387,8 @@ impl Fetch {
             };
             // Clients (and the digest's reader) get the chunk now, while it is written.
             received += data.len() as u64;
-            self.flight.lock_tail().push(data.clone(), readable);
+            let trim_to = if follows { readable } else { received };
+            self.flight.lock_tail().push(data.clone(), trim_to);
             tx.send_modify(|p| p.received = received);
             unflushed += data.len();
             writer.write(data).await.map_err(|e| e.to_string())?;

@@ -134,9 +134,11 @@ struct HtpasswdArgs {
     cost: u32,
 }
 
+/// The registry's configuration, as `serve` and `garbage-collect` take it.
 #[derive(Debug, Args)]
-struct ServeArgs {
-    /// distribution (registry:2) config.yml, as in `registry serve config.yml`.
+struct ConfigArgs {
+    /// distribution (registry:2) config.yml, as in `registry serve config.yml`; REGISTRY_*
+    /// environment variables override its keys.
     #[arg(value_name = "CONFIG")]
     config_file: Option<PathBuf>,
     /// Same as the positional CONFIG.
@@ -149,19 +151,33 @@ struct ServeArgs {
     config: Option<PathBuf>,
 }
 
+impl ConfigArgs {
+    /// Loads the configuration and starts logging as it says (unless `--log-format`).
+    fn load(self, log_format: Option<LogFormat>) -> anyhow::Result<Config> {
+        let path = self.config.or(self.config_file);
+        let loaded = Config::load(path.as_deref(), std::env::vars())?;
+        let config = loaded.config;
+        let format = log_format
+            .or_else(|| LogFormat::from_formatter(config.log.formatter.as_deref()))
+            .unwrap_or_default();
+        telemetry::init(format, config.log.level.as_deref());
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
 #[derive(Debug, Args)]
 struct GcArgs {
-    /// distribution (registry:2) config.yml, the same file (and REGISTRY_* env) as serve's.
-    #[arg(value_name = "CONFIG")]
-    config_file: Option<PathBuf>,
-    /// Same as the positional CONFIG.
-    #[arg(
-        long = "config",
-        short = 'c',
-        env = "DOCKYARD_CONFIG",
-        conflicts_with = "config_file"
-    )]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Print what would be deleted; delete nothing.
     #[arg(long, short = 'd')]
     dry_run: bool,
@@ -230,16 +246,7 @@ impl Cli {
 
 impl ServeArgs {
     fn run(self, log_format: Option<LogFormat>) -> anyhow::Result<()> {
-        let path = self.config.or(self.config_file);
-        let loaded = Config::load(path.as_deref(), std::env::vars())?;
-        let config = loaded.config;
-        let format = log_format
-            .or_else(|| LogFormat::from_formatter(config.log.formatter.as_deref()))
-            .unwrap_or_default();
-        telemetry::init(format, config.log.level.as_deref());
-        for warning in &loaded.warnings {
-            tracing::warn!("{warning}");
-        }
+        let config = self.config.load(log_format)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -251,13 +258,7 @@ impl ServeArgs {
 
 impl GcArgs {
     fn run(self, log_format: Option<LogFormat>) -> anyhow::Result<()> {
-        let path = self.config.or(self.config_file);
-        let loaded = Config::load(path.as_deref(), std::env::vars())?;
-        let config = loaded.config;
-        let format = log_format
-            .or_else(|| LogFormat::from_formatter(config.log.formatter.as_deref()))
-            .unwrap_or_default();
-        telemetry::init(format, config.log.level.as_deref());
+        let config = self.config.load(log_format)?;
         let grace = match &self.grace {
             Some(text) => crate::config::parse_go_duration(text)
                 .with_context(|| format!("--grace {text:?} is not a duration like 1h or 0s"))?,

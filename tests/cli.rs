@@ -111,6 +111,20 @@ fn bad_configuration_is_refused_with_a_clear_message() {
         "cannot read htpasswd file /nonexistent/htpasswd",
     );
     refuses("auth:\n  token:\n    realm: r\n", "auth.token");
+    refuses_with(
+        "storage:\n  s3:\n    region: x\n",
+        "storage.s3.bucket is required",
+        false,
+    );
+    refuses_with(
+        "storage:\n  s3:\n    bucket: b\n    chunksize: 1024\n",
+        "storage.s3.chunksize must be between",
+        false,
+    );
+    refuses(
+        "storage:\n  maintenance:\n    gc:\n      enabled: true\n      grace: soon\n",
+        "storage.maintenance.gc.grace",
+    );
     let out = dockyard()
         .args(["serve", "/nonexistent/config.yml"])
         .output()
@@ -180,4 +194,84 @@ fn a_storage_directory_it_cannot_write_is_refused_at_startup() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(line.contains("listening on"), "{line}");
+}
+
+/// `dockyard garbage-collect` on a filesystem registry: what it prints, that it deletes only
+/// unreferenced blobs past the grace window, and that it refuses to run while another
+/// collector holds the lock.
+#[test]
+fn garbage_collect_deletes_unreferenced_blobs_and_respects_the_lock() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::builder().data_dir(data.path()).start();
+    let orphan = b"an orphaned layer";
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(orphan))
+    );
+    let post = common::http::request(
+        &server.addr,
+        "POST",
+        &format!("/v2/app/blobs/uploads/?digest={digest}"),
+        &[("Content-Type", "application/octet-stream")],
+        orphan,
+    )
+    .unwrap();
+    assert_eq!(post.status, 201, "{}", post.text());
+    drop(server);
+    let blob = data.path().join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{}/data",
+        &digest[7..9],
+        &digest[7..]
+    ));
+    assert!(blob.exists());
+    let gc = |args: &[&str]| {
+        dockyard()
+            .arg("garbage-collect")
+            .args(args)
+            .env("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY", data.path())
+            .output()
+            .unwrap()
+    };
+    // Just pushed: inside the default one-hour grace window, kept.
+    let out = gc(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("0 blobs and 0 manifests eligible for deletion"),
+        "{text}"
+    );
+    assert!(text.contains("1 unreferenced blobs kept"), "{text}");
+    // Another collector holds the lock: refused, nothing deleted.
+    let lock = data.path().join("dockyard/gc.lock");
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(&lock, r#"{"holder":"other/1/x","expires":99999999999}"#).unwrap();
+    let out = gc(&["--grace", "0s"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another garbage collection is running (other/1/x"),
+        "{err}"
+    );
+    assert!(blob.exists());
+    std::fs::remove_file(&lock).unwrap();
+    let out = gc(&["--dry-run", "--grace", "0s"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("blob eligible for deletion: {digest}")),
+        "{text}"
+    );
+    assert!(blob.exists(), "a dry run deleted the blob");
+    let out = gc(&["--grace", "0s"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains(&format!("deleted blob: {digest}")), "{text}");
+    assert!(!blob.exists());
+    assert!(!lock.exists(), "the lock was left behind");
+    let bad = gc(&["--grace", "soon"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--grace \"soon\""));
 }

@@ -1,10 +1,12 @@
 //! Shared helpers for Dockyard's black-box integration tests (`tests/*.rs`): a guard that runs
-//! a registry (Dockyard or the reference distribution 2.8.2) on loopback, a raw HTTP/1.1 probe,
+//! a registry (Dockyard or the reference distribution 2.8.2) on loopback, a raw HTTP/1.1 probe
+//! and the blob upload protocol by hand, a round-robin balancer over registry replicas,
 //! runners for real client programs (with private podman storage and a private containerd),
 //! the OCI conformance runners, an OCI image layout writer, and a MinIO server (a real S3
 //! engine). A library compiled once; each test crate says `use dockyard_testkit as common;`
 //! and uses the parts it needs.
 
+pub mod balancer;
 pub mod cmd;
 pub mod conformance;
 pub mod containerd;
@@ -18,6 +20,7 @@ pub mod operator;
 pub mod podman;
 pub mod registry;
 pub mod server;
+pub mod upload;
 
 pub use cmd::{cmd, run, run_capture, run_fail, tool};
 

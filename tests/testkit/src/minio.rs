@@ -309,6 +309,43 @@ impl Minio {
         }
     }
 
+    /// The multipart uploads in progress (not completed, not aborted) in `bucket` whose key
+    /// starts with `prefix`, as (key, upload id) (ListMultipartUploads, first 1000).
+    pub fn multipart_uploads(&self, bucket: &str, prefix: &str) -> Vec<(String, String)> {
+        let query = [("uploads", ""), ("prefix", prefix)];
+        let resp = self.request("GET", &format!("/{bucket}"), &query, b"");
+        expect(
+            &resp,
+            &[200],
+            &format!("list multipart uploads {bucket}/{prefix}"),
+        );
+        let xml = resp.text();
+        xml_values(&xml, "Upload")
+            .iter()
+            .map(|upload| {
+                let field = |tag| {
+                    xml_values(upload, tag)
+                        .into_iter()
+                        .next()
+                        .unwrap_or_default()
+                };
+                (field("Key"), field("UploadId"))
+            })
+            .collect()
+    }
+
+    /// The part numbers uploaded so far to multipart upload `upload_id` of `key` (ListParts,
+    /// first 1000).
+    pub fn uploaded_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Vec<u32> {
+        let query = [("uploadId", upload_id)];
+        let resp = self.request("GET", &format!("/{bucket}/{key}"), &query, b"");
+        expect(&resp, &[200], &format!("list parts of {bucket}/{key}"));
+        xml_values(&resp.text(), "PartNumber")
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    }
+
     /// One SigV4-signed S3 request (path style). `path` is `/bucket[/key]`, not yet
     /// URI-encoded; `query` pairs are encoded and sorted here.
     pub fn request(

@@ -10,6 +10,7 @@ pub mod content;
 mod fsutil;
 pub mod gc;
 pub mod health;
+pub mod metrics;
 pub mod oci;
 pub mod operator;
 pub mod proxy;

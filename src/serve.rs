@@ -10,7 +10,10 @@ use std::time::Duration;
 use crate::auth::{AuthSetupError, Authenticator, Policy};
 use crate::config::{Config, ConfigError, StorageKind, UploadPurging};
 use crate::content::{Content, ContentOptions};
+use crate::metrics::GcMetrics;
+use crate::registry::metrics::HttpMetrics;
 use crate::registry::{self, AppState, http::UrlBase};
+use crate::storage::metered::{Metered, StorageMetrics};
 use crate::storage::{Driver, fs::FsDriver, memory::MemoryDriver, s3::S3Driver};
 use crate::tls::{Tls, TlsError, TlsSettings};
 
@@ -121,6 +124,10 @@ pub struct Built {
     pub fs: Option<FsDriver>,
     /// Metrics for `http.debug`'s `/metrics`.
     pub metrics: prometheus_client::registry::Registry,
+    /// The HTTP API's, when `/metrics` is served.
+    pub http_metrics: Option<Arc<HttpMetrics>>,
+    /// For the garbage collector.
+    pub gc_metrics: GcMetrics,
     /// The pull-through cache, when configured, for its eviction.
     pub mirror: Option<Arc<crate::proxy::Mirror>>,
 }
@@ -184,8 +191,11 @@ pub fn build_state(config: &Config) -> Result<Built, ServeError> {
         relative: config.http.relativeurls,
         tls: TlsSettings::from_config(&config.http)?.is_some(),
     };
-    let content = Content::new(driver, options);
     let mut metrics = prometheus_client::registry::Registry::default();
+    let driver = Arc::new(Metered::new(driver, &StorageMetrics::new(&mut metrics)));
+    let http_metrics = prometheus_served(config).then(|| Arc::new(HttpMetrics::new(&mut metrics)));
+    let gc_metrics = GcMetrics::new(&mut metrics);
+    let content = Content::new(driver, options);
     let mut maintained = None;
     let store: Arc<dyn crate::content::Store> = match mirror {
         Some(settings) => {
@@ -205,6 +215,8 @@ pub fn build_state(config: &Config) -> Result<Built, ServeError> {
         location,
         fs,
         metrics,
+        http_metrics,
+        gc_metrics,
         mirror: maintained,
     })
 }
@@ -244,6 +256,8 @@ pub async fn run(
         location,
         fs,
         metrics,
+        http_metrics,
+        gc_metrics,
         mirror,
     } = build_state(&config)?;
     if let Some(mirror) = mirror {
@@ -283,18 +297,24 @@ pub async fn run(
                 "storage.maintenance.gc is ignored on a read-only registry or a pull-through cache (the cache evicts instead)"
             );
         } else {
-            tokio::spawn(crate::gc::run_scheduled(
-                content.clone(),
-                schedule,
-                |_, _| {},
-            ));
+            let dry_run = schedule.dry_run;
+            let observe = move |result: &str, report: Option<&crate::content::GcReport>| {
+                gc_metrics.run(result);
+                if let Some(report) = report.filter(|_| !dry_run) {
+                    gc_metrics.freed(report.bytes_freed, report.blobs_deleted.len() as u64);
+                }
+            };
+            tokio::spawn(crate::gc::run_scheduled(content.clone(), schedule, observe));
         }
     }
     let drain = drain_timeout(&config);
     let mut limits = config.connection_limits()?;
     limits.max_connections = limits.max_connections.min(connection_ceiling());
     let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = registry::router(state);
+    let mut app = registry::router(state);
+    if let Some(http_metrics) = http_metrics {
+        app = registry::metrics::instrument(app, http_metrics);
+    }
     let stop = async move {
         let _ = signal_rx.await;
     };
@@ -325,6 +345,12 @@ async fn bind(addr: &str) -> Result<tokio::net::TcpListener, ServeError> {
             addr: addr.to_owned(),
             source,
         })
+}
+
+/// Whether `http.debug` serves `/metrics`.
+fn prometheus_served(config: &Config) -> bool {
+    let debug = &config.http.debug;
+    debug.prometheus.enabled && debug.addr.as_deref().is_some_and(|a| !a.trim().is_empty())
 }
 
 /// registry:2's `http.debug` listener with `/metrics` (when `prometheus.enabled`).

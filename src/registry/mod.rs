@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 mod listing;
 mod manifests;
+pub mod metrics;
 #[cfg(test)]
 mod tests;
 mod uploads;

@@ -7,6 +7,7 @@ pub mod conformance;
 pub mod fs;
 pub mod layout;
 pub mod memory;
+pub mod metered;
 pub mod s3;
 #[cfg(test)]
 mod tests;
@@ -90,7 +91,8 @@ pub struct FileInfo {
 }
 
 /// The operations the registry needs from a storage backend. Paths are `/`-separated
-/// keys starting with `/`, produced by [`layout`].
+/// keys starting with `/`, produced by [`layout`]. A method added here, defaulted or not,
+/// is also forwarded by the decorator [`metered::Metered`].
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
     /// A short name for logs, e.g. "filesystem".

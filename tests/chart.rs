@@ -13,6 +13,8 @@ use dockyard_testkit as common;
 
 #[path = "chart/agent.rs"]
 mod agent;
+#[path = "chart/dashboard.rs"]
+mod dashboard;
 #[path = "chart/rbac.rs"]
 mod rbac;
 

@@ -18,5 +18,7 @@ mod install;
 mod mirror;
 #[path = "cluster_e2e/registry.rs"]
 mod registry;
+#[path = "cluster_e2e/s3.rs"]
+mod s3;
 #[path = "cluster_e2e/status.rs"]
 mod status;

@@ -49,7 +49,13 @@ fn push(archive: &std::path::Path, dest: &str, extra: &[&str]) {
 }
 
 /// A Pod running `image`; waits until it runs and returns how long that took.
-fn run_pod(c: &Cluster, ns: &str, name: &str, image: &str, pull_secret: Option<&str>) -> Duration {
+pub fn run_pod(
+    c: &Cluster,
+    ns: &str,
+    name: &str,
+    image: &str,
+    pull_secret: Option<&str>,
+) -> Duration {
     let secrets = pull_secret
         .map(|s| format!("  imagePullSecrets: [{{name: {s}}}]\n"))
         .unwrap_or_default();
@@ -70,14 +76,14 @@ fn run_pod(c: &Cluster, ns: &str, name: &str, image: &str, pull_secret: Option<&
 }
 
 /// The node's containerd log from byte `from` on.
-fn containerd_log(c: &Cluster, from: usize) -> String {
+pub fn containerd_log(c: &Cluster, from: usize) -> String {
     let log = std::fs::read_to_string(c.dir.join("logs/containerd.log")).unwrap_or_default();
     log.get(from..).unwrap_or_default().to_owned()
 }
 
 /// Asserts containerd decoded every hosts.toml it read since byte `from` of its log (a file it
 /// cannot decode is ignored, and the pull goes straight to the image's host).
-fn assert_hosts_toml_decoded(c: &Cluster, from: usize) {
+pub fn assert_hosts_toml_decoded(c: &Cluster, from: usize) {
     let log = containerd_log(c, from);
     let failures: Vec<&str> = log
         .lines()
@@ -90,7 +96,7 @@ fn assert_hosts_toml_decoded(c: &Cluster, from: usize) {
 }
 
 /// Deletes what an earlier, failed run left in `ns` (on a reused cluster).
-fn fresh_namespace(c: &Cluster, ns: &str) {
+pub fn fresh_namespace(c: &Cluster, ns: &str) {
     c.kubectl(&[
         "delete",
         "namespace",
@@ -113,7 +119,7 @@ fn wait_accepts(c: &Cluster, addr: &str) {
     );
 }
 
-fn delete_pod(c: &Cluster, ns: &str, name: &str) {
+pub fn delete_pod(c: &Cluster, ns: &str, name: &str) {
     c.kubectl(&[
         "delete",
         "pod",
@@ -156,7 +162,7 @@ fn wait_mirror(c: &Cluster, what: &str, check: impl Fn(&Value) -> bool) -> Value
     })
 }
 
-fn hosts_toml(c: &Cluster, host: &str) -> PathBuf {
+pub fn hosts_toml(c: &Cluster, host: &str) -> PathBuf {
     PathBuf::from(&c.env["MC_CERTS_D"])
         .join(host)
         .join("hosts.toml")

@@ -1,6 +1,8 @@
 //! A real S3 engine for the object-storage tests: a guard around one MinIO server (built by
 //! `tests/setup.sh` from `tools/minio`) on a free loopback port with its own temp dir, either
-//! on one drive ([`Minio::start`]) or as a 4-drive erasure set ([`Minio::start_erasure`]).
+//! on one drive ([`Minio::start`]) or as a 4-drive erasure set ([`Minio::start_erasure`]), or
+//! on one drive at another address of this host ([`Minio::start_on`], e.g. a test cluster's
+//! bridge, so that pods reach it).
 //! Buckets and objects are handled with SigV4-signed requests made here (no `mc`, no SDK),
 //! and [`Minio::registry_env`] / [`Minio::distribution_env`] give the `REGISTRY_STORAGE_S3_*`
 //! environment that points a registry under test ([`crate::Server`]) at a bucket.
@@ -28,7 +30,7 @@ const REGION: &str = "us-east-1";
 
 /// A running MinIO server; killed (by PID) and its directory removed on drop.
 pub struct Minio {
-    /// `127.0.0.1:PORT` of the S3 API.
+    /// `HOST:PORT` of the S3 API (`127.0.0.1:PORT` unless started with [`Minio::start_on`]).
     addr: String,
     dir: TempDir,
     drives: Vec<PathBuf>,
@@ -59,15 +61,22 @@ impl Minio {
 
     /// A single-drive server (`minio server DIR/data`).
     pub fn start() -> Minio {
-        Self::launch(false)
+        Self::launch(false, "127.0.0.1")
+    }
+
+    /// A single-drive server whose S3 API listens on `ip` (an address of this host, like a
+    /// test cluster's bridge address, so that pods reach it) and nowhere else; the console
+    /// stays on loopback. Requests made here go to `ip` too, signed for that `Host`.
+    pub fn start_on(ip: &str) -> Minio {
+        Self::launch(false, ip)
     }
 
     /// A 4-drive erasure set (`minio server DIR/d{1...4}`), 2 data + 2 parity shards.
     pub fn start_erasure() -> Minio {
-        Self::launch(true)
+        Self::launch(true, "127.0.0.1")
     }
 
-    fn launch(erasure: bool) -> Minio {
+    fn launch(erasure: bool, ip: &str) -> Minio {
         let bin = Self::binary().expect("no `minio` binary: run tests/setup.sh");
         let dir = tempfile::Builder::new()
             .prefix("dockyard-minio-")
@@ -93,7 +102,7 @@ impl Minio {
             child: None,
         };
         for attempt in 1..=3 {
-            minio.addr = format!("127.0.0.1:{}", free_port());
+            minio.addr = format!("{ip}:{}", free_port_on(ip));
             let console = format!("127.0.0.1:{}", free_port());
             let log = File::create(minio.log_path()).unwrap();
             let mut command = Command::new(&bin);
@@ -187,12 +196,12 @@ impl Minio {
         &self.drives
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT` (or `IP:PORT` for [`Minio::start_on`]).
     pub fn addr(&self) -> &str {
         &self.addr
     }
 
-    /// `http://127.0.0.1:PORT`, the S3 endpoint.
+    /// `http://127.0.0.1:PORT` (or `http://IP:PORT`), the S3 endpoint.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -396,6 +405,16 @@ impl Drop for Minio {
             let _ = child.wait();
         }
     }
+}
+
+/// A port free on `ip` right now (MinIO may still lose it to someone else: `launch` retries).
+fn free_port_on(ip: &str) -> u16 {
+    if ip == "127.0.0.1" {
+        return free_port();
+    }
+    let listener = std::net::TcpListener::bind((ip, 0))
+        .unwrap_or_else(|e| panic!("bind a free port on {ip}: {e}"));
+    listener.local_addr().unwrap().port()
 }
 
 fn expect(resp: &Response, statuses: &[u16], what: &str) {

@@ -167,6 +167,8 @@ mod tests {
         assert_eq!(o.chunk_size, 6 << 20);
         assert_eq!((o.encrypt, o.key_id.as_deref()), (true, Some("k1")));
         assert_eq!(o.storage_class.as_deref(), Some("REDUCED_REDUNDANCY"));
+        let shown = format!("{o:?}");
+        assert!(shown.contains("AK") && !shown.contains("SK"), "{shown}");
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use object_store::ClientOptions;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 
-/// Everything the driver needs to reach a bucket.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Everything the driver needs to reach a bucket. Its `Debug` leaves the secrets out.
+#[derive(Clone, Default, PartialEq)]
 pub struct S3Options {
     pub bucket: String,
     pub region: Option<String>,
@@ -30,6 +30,29 @@ pub struct S3Options {
     /// `storageclass`, e.g. STANDARD or REDUCED_REDUNDANCY (None: the bucket's default).
     pub storage_class: Option<String>,
     pub user_agent: Option<String>,
+}
+
+impl std::fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<hidden>");
+        f.debug_struct("S3Options")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &hidden(&self.secret_key))
+            .field("session_token", &hidden(&self.session_token))
+            .field("root", &self.root)
+            .field("secure", &self.secure)
+            .field("skip_verify", &self.skip_verify)
+            .field("force_path_style", &self.force_path_style)
+            .field("chunk_size", &self.chunk_size)
+            .field("encrypt", &self.encrypt)
+            .field("key_id", &self.key_id)
+            .field("storage_class", &self.storage_class)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
 }
 
 impl S3Options {

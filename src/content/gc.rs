@@ -51,8 +51,9 @@ pub struct GcReport {
     pub blobs_young: usize,
 }
 
-/// Blobs deleted at once.
+/// Blobs deleted, and manifests read, at once.
 const DELETES_AT_ONCE: usize = 4;
+const READS_AT_ONCE: usize = 8;
 
 /// One repository's manifests as the mark phase reads them.
 struct Revision {
@@ -86,18 +87,23 @@ impl Content {
         marked: &mut HashSet<Digest>,
         report: &mut GcReport,
     ) -> Result<()> {
-        let mut revisions: HashMap<Digest, Revision> = HashMap::new();
+        let mut digests = Vec::new();
         for alg in [Algorithm::Sha256, Algorithm::Sha512] {
             for hex in self
                 .list_or_empty(&layout::revisions_dir(repo, alg))
                 .await?
             {
-                if let Ok(digest) = Digest::from_parts(alg, &hex) {
-                    let revision = self.read_revision(repo, &digest).await;
-                    revisions.insert(digest, revision);
-                }
+                digests.extend(Digest::from_parts(alg, &hex).ok());
             }
         }
+        let revisions: HashMap<Digest, Revision> = futures::stream::iter(digests)
+            .map(|digest| async move {
+                let revision = self.read_revision(repo, &digest).await;
+                (digest, revision)
+            })
+            .buffer_unordered(READS_AT_ONCE)
+            .collect()
+            .await;
         let keep = if options.delete_untagged {
             self.reachable(repo, &revisions, options.grace).await?
         } else {

@@ -52,7 +52,7 @@ pub struct GcReport {
 }
 
 /// Blobs deleted, and manifests read, at once.
-const DELETES_AT_ONCE: usize = 4;
+const DELETES_AT_ONCE: usize = 8;
 const READS_AT_ONCE: usize = 8;
 
 /// One repository's manifests as the mark phase reads them.
@@ -256,32 +256,36 @@ impl Content {
         report: &mut GcReport,
     ) -> Result<()> {
         let mut last_used: HashMap<Digest, SystemTime> = HashMap::new();
-        let mut candidates: Vec<(Digest, u64)> = Vec::new();
+        let mut data: Vec<(Digest, u64)> = Vec::new();
+        // Every object in each blob's directory (its data, a use record, leftovers of an
+        // unfinished write), so that deleting one is a single request on an object store.
+        let mut objects: HashMap<Digest, Vec<String>> = HashMap::new();
         let mut walk = self.driver.walk(&layout::blobs_root());
         while let Some((path, info)) = walk.try_next().await? {
-            if let Some(rest) = path.strip_suffix("/lastused") {
-                if let Some(d) = layout::blob_of_data_path(&format!("{rest}/data")) {
-                    last_used.insert(d, info.modified);
-                }
-                continue;
-            }
-            let Some(digest) = layout::blob_of_data_path(&path) else {
+            let Some(digest) = layout::blob_of_path(&path) else {
                 continue;
             };
-            if marked.contains(&digest) {
-                continue;
+            if path.ends_with("/lastused") {
+                last_used.insert(digest.clone(), info.modified);
+            } else if layout::blob_of_data_path(&path).is_some() && !marked.contains(&digest) {
+                if within(info.modified, options.grace) {
+                    report.blobs_young += 1;
+                } else {
+                    data.push((digest.clone(), info.size));
+                }
             }
-            if within(info.modified, options.grace) {
-                report.blobs_young += 1;
-                continue;
+            if !marked.contains(&digest) {
+                objects.entry(digest).or_default().push(path);
             }
-            candidates.push((digest, info.size));
         }
-        candidates.retain(|(d, _)| {
-            let young = last_used.get(d).is_some_and(|t| within(*t, options.grace));
-            report.blobs_young += usize::from(young);
-            !young
-        });
+        let candidates: Vec<(Digest, u64)> = data
+            .into_iter()
+            .filter(|(d, _)| {
+                let young = last_used.get(d).is_some_and(|t| within(*t, options.grace));
+                report.blobs_young += usize::from(young);
+                !young
+            })
+            .collect();
         if options.dry_run {
             for (digest, size) in candidates {
                 report.bytes_freed += size;
@@ -290,6 +294,7 @@ impl Content {
             return Ok(());
         }
         let grace = options.grace;
+        let objects = &objects;
         let mut deletions = futures::stream::iter(candidates)
             .map(|(digest, size)| async move {
                 // Read again right before deleting: a push may rely on it since the walk.
@@ -297,7 +302,8 @@ impl Content {
                 if used.is_ok_and(|i| within(i.modified, grace)) {
                     return Ok(None);
                 }
-                self.remove(&layout::blob_dir(&digest)).await?;
+                let paths = objects.get(&digest).cloned().unwrap_or_default();
+                self.driver.delete_objects(paths).await?;
                 Ok::<_, super::ContentError>(Some((digest, size)))
             })
             .buffer_unordered(DELETES_AT_ONCE);

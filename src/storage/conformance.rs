@@ -30,6 +30,7 @@ macro_rules! driver_conformance {
             hostile_paths_are_refused,
             put_if_absent_creates_once,
             walk_finds_every_object_below,
+            delete_objects_removes_exactly_those,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -369,4 +370,19 @@ pub async fn walk_finds_every_object_below(d: &dyn Driver) {
     assert_eq!(found, want);
     let none: Vec<_> = d.walk("/missing").try_collect().await.unwrap();
     assert!(none.is_empty());
+}
+
+pub async fn delete_objects_removes_exactly_those(d: &dyn Driver) {
+    let paths: Vec<String> = (0..1200).map(|i| format!("/many/{i:05}/data")).collect();
+    for p in &paths {
+        d.put_content(p, Bytes::from_static(b"x")).await.unwrap();
+    }
+    d.put_content("/many/keep", Bytes::new()).await.unwrap();
+    let mut gone: Vec<String> = paths.clone();
+    gone.push("/many/never-there".into());
+    d.delete_objects(gone).await.unwrap();
+    let left: Vec<(String, super::FileInfo)> = d.walk("/many").try_collect().await.unwrap();
+    let left: Vec<&str> = left.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(left, ["/many/keep"]);
+    d.delete_objects(Vec::new()).await.unwrap();
 }

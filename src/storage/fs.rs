@@ -213,6 +213,24 @@ impl Driver for FsDriver {
         .await
     }
 
+    async fn delete_objects(&self, paths: Vec<String>) -> Result<()> {
+        let full: Vec<PathBuf> = paths.iter().map(|p| self.full(p)).collect::<Result<_>>()?;
+        blocking(paths.first().map_or("/", |p| p), move || {
+            for file in &full {
+                match fs::remove_file(file) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+                // Directories are implied by what is in them: one left empty goes too.
+                if let Some(parent) = file.parent() {
+                    let _ = fs::remove_dir(parent);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn put_if_absent(&self, path: &str, content: Bytes) -> Result<bool> {
         let full = self.full(path)?;
         blocking(path, move || {

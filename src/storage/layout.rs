@@ -166,6 +166,14 @@ pub fn blob_of_data_path(path: &str) -> Option<Digest> {
     Digest::from_parts(alg, hex).ok()
 }
 
+/// The digest whose blob directory `path` is in (its data, or anything beside it).
+pub fn blob_of_path(path: &str) -> Option<Digest> {
+    let rest = path.strip_prefix(ROOT)?.strip_prefix("/blobs/")?;
+    let mut parts = rest.splitn(4, '/');
+    let (alg, two, hex) = (parts.next()?, parts.next()?, parts.next()?);
+    blob_of_data_path(&format!("{ROOT}/blobs/{alg}/{two}/{hex}/data"))
+}
+
 /// Dockyard: when a manifest push last relied on a blob that was already stored, so that
 /// garbage collection running at that moment keeps it (distribution ignores the file).
 pub fn blob_last_used(d: &Digest) -> String {
@@ -246,6 +254,12 @@ mod tests {
         assert_eq!(&link_body(&d)[..], d.to_string().as_bytes());
         assert_eq!(blob_of_data_path(&blob_data(&d)), Some(d.clone()));
         assert_eq!(blob_of_data_path(&blob_last_used(&d)), None);
+        assert_eq!(blob_of_path(&blob_last_used(&d)), Some(d.clone()));
+        assert_eq!(
+            blob_of_path(&format!("{}/data.dockyard-upload/multipart", blob_dir(&d))),
+            Some(d.clone())
+        );
+        assert_eq!(blob_of_path("/docker/registry/v2/blobs/sha256/e3"), None);
         assert_eq!(
             blob_of_data_path("/docker/registry/v2/blobs/sha256/00/e3b0/data"),
             None

@@ -210,6 +210,11 @@ impl<D: Driver + ?Sized> Driver for Metered<D> {
         self.timers.time(Action::Delete, operation).await
     }
 
+    async fn delete_objects(&self, paths: Vec<String>) -> Result<()> {
+        let operation = self.inner.delete_objects(paths);
+        self.timers.time(Action::Delete, operation).await
+    }
+
     fn walk(&self, path: &str) -> BoxStream<'static, Result<(String, FileInfo)>> {
         let timed = ObserveOnDrop {
             timers: self.timers.clone(),

@@ -117,6 +117,17 @@ pub trait Driver: Send + Sync + 'static {
     /// Deletes the object or the whole tree at `path`, with any appendable objects in it
     /// that were never committed.
     async fn delete(&self, path: &str) -> Result<()>;
+    /// Deletes these objects (not trees); ones already gone are fine. An object store
+    /// deletes them a thousand to a request.
+    async fn delete_objects(&self, paths: Vec<String>) -> Result<()> {
+        for path in paths {
+            match self.delete(&path).await {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
     /// Creates the object at `path` with `content` only if nothing is there: true if this
     /// call created it. Atomic across processes sharing the storage (a lock's basis).
     async fn put_if_absent(&self, path: &str, content: Bytes) -> Result<bool>;

@@ -299,6 +299,19 @@ impl Driver for S3Driver {
             .collect())
     }
 
+    async fn delete_objects(&self, paths: Vec<String>) -> Result<()> {
+        let keys: Vec<Path> = paths.iter().map(|p| self.key(p)).collect::<Result<_>>()?;
+        let stream = futures::stream::iter(keys.into_iter().map(Ok)).boxed();
+        let mut deleted = self.store.delete_stream(stream);
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(error(paths.first().map_or("/", |p| p), e)),
+            }
+        }
+        Ok(())
+    }
+
     async fn put_if_absent(&self, path: &str, content: Bytes) -> Result<bool> {
         let key = self.key(path)?;
         let options = PutOptions {

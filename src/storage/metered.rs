@@ -34,6 +34,8 @@ enum Action {
     /// [`Driver::rename`], under registry:2's name.
     Move,
     Delete,
+    /// [`Driver::delete_objects`]: a batch.
+    DeleteObjects,
     /// A whole [`Driver::walk`], until its stream is dropped.
     Walk,
     /// [`Driver::url_for`], under registry:2's name.
@@ -44,7 +46,7 @@ enum Action {
     WriterCancel,
 }
 
-const ACTIONS: [Action; 14] = [
+const ACTIONS: [Action; 15] = [
     Action::GetContent,
     Action::PutContent,
     Action::PutIfAbsent,
@@ -54,6 +56,7 @@ const ACTIONS: [Action; 14] = [
     Action::List,
     Action::Move,
     Action::Delete,
+    Action::DeleteObjects,
     Action::Walk,
     Action::UrlFor,
     Action::WriterClose,
@@ -73,6 +76,7 @@ impl Action {
             Action::List => "List",
             Action::Move => "Move",
             Action::Delete => "Delete",
+            Action::DeleteObjects => "DeleteObjects",
             Action::Walk => "Walk",
             Action::UrlFor => "URLFor",
             Action::WriterClose => "WriterClose",
@@ -212,7 +216,7 @@ impl<D: Driver + ?Sized> Driver for Metered<D> {
 
     async fn delete_objects(&self, paths: Vec<String>) -> Result<()> {
         let operation = self.inner.delete_objects(paths);
-        self.timers.time(Action::Delete, operation).await
+        self.timers.time(Action::DeleteObjects, operation).await
     }
 
     fn walk(&self, path: &str) -> BoxStream<'static, Result<(String, FileInfo)>> {
@@ -347,6 +351,8 @@ mod tests {
             driver.url_for("/w", Duration::from_secs(60)).await.unwrap(),
             None
         );
+        let batch = vec!["/a/c".to_owned(), "/a/gone".to_owned()];
+        driver.delete_objects(batch).await.unwrap();
         driver.delete("/a").await.unwrap();
 
         let mut text = String::new();
@@ -365,6 +371,7 @@ mod tests {
             ("Walk", 1),
             ("URLFor", 1),
             ("Delete", 1),
+            ("DeleteObjects", 1),
         ] {
             assert_eq!(count(&text, action, "inmemory"), n, "{action}");
         }

@@ -23,6 +23,20 @@ use crate::operator::crd::TlsMode;
 
 /// Port the registry container listens on.
 pub const CONTAINER_PORT: i32 = 5000;
+/// registry:2's debug listener: `/metrics` for Prometheus (never behind the Service).
+pub const METRICS_PORT: i32 = 5001;
+
+/// The config's `http` section every kind's pods share: the API on [`CONTAINER_PORT`], and
+/// `/metrics` on [`METRICS_PORT`] (TLS, when on, is added by the caller).
+pub fn http_config() -> serde_json::Value {
+    serde_json::json!({
+        "addr": format!(":{CONTAINER_PORT}"),
+        "debug": {
+            "addr": format!(":{METRICS_PORT}"),
+            "prometheus": { "enabled": true, "path": "/metrics" },
+        },
+    })
+}
 
 /// Where files are mounted in the pod.
 pub const CONFIG_DIR: &str = "/etc/dockyard/config";
@@ -63,6 +77,14 @@ pub fn deployment(d: &Workload, config_hash: &str, extra: &Extra) -> Deployment 
         "dockyard.dev/config-hash".to_owned(),
         config_hash.to_owned(),
     );
+    // The common scrape convention, unless the user says otherwise.
+    for (key, value) in [
+        ("prometheus.io/scrape", "true".to_owned()),
+        ("prometheus.io/port", METRICS_PORT.to_string()),
+        ("prometheus.io/path", "/metrics".to_owned()),
+    ] {
+        annotations.entry(key.to_owned()).or_insert(value);
+    }
     // One pod at a time, the new one ready before an old one goes; a ReadWriteOnce volume
     // cannot be shared, so its pod goes first.
     let strategy = if d.shares_storage() {
@@ -202,12 +224,20 @@ fn container(d: &Workload, extra: &Extra) -> Container {
         name: "registry".to_owned(),
         image: Some(d.image.clone()),
         args: Some(vec!["serve".to_owned(), CONFIG_PATH.to_owned()]),
-        ports: Some(vec![ContainerPort {
-            name: Some("registry".to_owned()),
-            container_port: CONTAINER_PORT,
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("registry".to_owned()),
+                container_port: CONTAINER_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("metrics".to_owned()),
+                container_port: METRICS_PORT,
+                protocol: Some("TCP".to_owned()),
+                ..ContainerPort::default()
+            },
+        ]),
         readiness_probe: Some(probe(d, 5)),
         liveness_probe: Some(Probe {
             failure_threshold: Some(6),

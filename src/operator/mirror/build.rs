@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::validate::Desired;
-use crate::operator::common::pod::{self, CONFIG_DIR, CONTAINER_PORT, DATA_DIR, TLS_DIR};
+use crate::operator::common::pod::{self, CONFIG_DIR, DATA_DIR, TLS_DIR};
 use crate::operator::common::tls::{self, SelfSigned, secret};
 use crate::operator::common::{Addresses, service};
 use crate::operator::crd::TlsMode;
@@ -71,7 +71,7 @@ pub fn config_yaml(d: &Desired) -> String {
         "version": "0.1",
         "log": { "level": "info", "formatter": "json" },
         "storage": { "filesystem": { "rootdirectory": DATA_DIR } },
-        "http": { "addr": format!(":{CONTAINER_PORT}") },
+        "http": pod::http_config(),
         "proxy": proxy,
     });
     if !matches!(d.workload.tls, TlsMode::Disabled) {

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::operator::common::pod::{CONTAINER_PORT, DATA_DIR, TLS_DIR};
+use crate::operator::common::pod::{DATA_DIR, TLS_DIR, http_config};
 use crate::operator::crd::{EncryptionType, GarbageCollection, TlsMode};
 use crate::operator::registry::validate::{Desired, PULL_USER, S3Plan};
 
@@ -32,7 +32,7 @@ pub fn config_yaml(d: &Desired) -> String {
         "version": "0.1",
         "log": { "level": "info", "formatter": "json" },
         "storage": storage,
-        "http": { "addr": format!(":{CONTAINER_PORT}") },
+        "http": http_config(),
     });
     if !matches!(d.workload.tls, TlsMode::Disabled) {
         config["http"]["tls"] = json!({

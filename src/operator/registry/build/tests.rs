@@ -85,6 +85,9 @@ fn the_config_is_one_the_registry_accepts() {
     assert_eq!(rules.len(), 2, "the pull user gets its own pull rule");
     assert_eq!(rules[1].users, ["dockyard-pull"]);
     assert_eq!(auth.pullonly, ["dockyard-pull"]);
+    // Metrics on registry:2's debug listener, outside the Service.
+    assert_eq!(c.http.debug.addr.as_deref(), Some(":5001"));
+    assert!(c.http.debug.prometheus.enabled);
 }
 
 #[test]
@@ -156,6 +159,14 @@ fn the_workload_is_production_shaped() {
     assert_eq!(volumes, ["config", "data", "tmp", "htpasswd", "tls"]);
     assert_eq!(pod["volumes"][4]["secret"]["secretName"], "reg-tls");
     assert!(spec["template"]["metadata"]["annotations"]["dockyard.dev/config-hash"].is_string());
+    assert_eq!(
+        spec["template"]["metadata"]["annotations"]["prometheus.io/port"],
+        "5001"
+    );
+    assert_eq!(
+        c["ports"][1],
+        json!({"name": "metrics", "containerPort": 5001, "protocol": "TCP"})
+    );
 }
 
 #[test]

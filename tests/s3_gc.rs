@@ -258,9 +258,10 @@ fn online_gc_during_concurrent_pushes_and_pulls_on_two_replicas_loses_nothing() 
                 (tally.clone(), stop.clone(), live.clone(), addrs.clone());
             std::thread::spawn(move || {
                 let repo = format!("soak/w{w}");
-                // Two base layers in turns of 15 images: when a turn ends, the other base
-                // has been unreferenced (and past the grace window) for a while, and the next
-                // turn's first push finds it by HEAD and relies on it, racing the collector.
+                // Two base layers in turns of 10 s (however fast the machine pushes): by the
+                // end of a turn the other base has been unreferenced, and past the 4 s grace
+                // window, for a few collections; the next turn's first push finds it by HEAD
+                // (or not, if it was collected) and relies on it, racing the collector.
                 let bases: Vec<Vec<u8>> = (0..2u8)
                     .map(|b| {
                         (0..256 * 1024)
@@ -274,7 +275,8 @@ fn online_gc_during_concurrent_pushes_and_pulls_on_two_replicas_loses_nothing() 
                     let (push_to, pull_from) = (&addrs[n % 2], &addrs[(n + 1) % 2]);
                     let slot = n % 5;
                     let tag = format!("t{slot}");
-                    let img = image(&bases[(n / 15) % 2], w, n);
+                    let turn = started.elapsed().as_secs() / 10;
+                    let img = image(&bases[(turn % 2) as usize], w, n);
                     if push_image(&tally, push_to, &repo, &tag, &img) {
                         tally.pushes.fetch_add(1, Ordering::Relaxed);
                         pull_image(&tally, pull_from, &repo, &tag, &img);

@@ -909,7 +909,7 @@ class Bench:
                 record("gc", slot, t)
                 record("cpu", slot, cpu)
                 record("mcpu", slot, m1 - m0)
-                log(f"  round {r}/{R.rounds} {slot}: GC {t:.2f} s (its CPU {cpu:.2f} s, MinIO CPU {m1 - m0:.2f} s), deleted "
+                log(f"  {f'round {r}/{R.rounds}' if r else 'traced round'} {slot}: GC {t:.2f} s (its CPU {cpu:.2f} s, MinIO CPU {m1 - m0:.2f} s), deleted "
                     f"{len(before) - len(after)} blobs, kept {len(after)} referenced (seeding {nblobs} blobs took "
                     f"{seeded:.1f} s, {nblobs / seeded:.0f}/s)")
 
@@ -923,7 +923,7 @@ class Bench:
             log("  breakdown (BENCH_S3_TRACE=1): one more round with MinIO's trace on, not in the table")
             trace = Trace(self.s3)
             try:
-                round_(1, lambda *a: None, lambda: None)
+                round_(0, lambda *a: None, lambda: None)
             finally:
                 trace.close()
 

@@ -130,7 +130,7 @@ impl Content {
         if !self.exists(&layout::layer_link(name, digest)).await? {
             return Err(ContentError::BlobUnknown(digest.clone()));
         }
-        match self.driver.stat(&layout::blob_data(digest)).await {
+        match self.driver.stat_object(&layout::blob_data(digest)).await {
             Ok(info) => Ok(info),
             Err(e) if e.is_not_found() => Err(ContentError::BlobUnknown(digest.clone())),
             Err(e) => Err(e.into()),

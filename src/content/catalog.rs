@@ -97,7 +97,7 @@ impl Content {
                     layout::upload_data(&name, &id),
                     layout::upload_started_at(&name, &id),
                 ] {
-                    if let Ok(info) = self.driver.stat(&path).await {
+                    if let Ok(info) = self.driver.stat_object(&path).await {
                         last_active = last_active.max(Some(info.modified));
                         break;
                     }

@@ -61,7 +61,7 @@ impl Content {
                     let Ok(digest) = Digest::from_parts(alg, &hex) else {
                         continue;
                     };
-                    if let Ok(info) = self.driver.stat(&layout::blob_data(&digest)).await {
+                    if let Ok(info) = self.driver.stat_object(&layout::blob_data(&digest)).await {
                         items.push(Item {
                             digest,
                             repo: repo.clone(),
@@ -86,7 +86,7 @@ impl Content {
                     };
                     let modified = self
                         .driver
-                        .stat(&layout::blob_data(&digest))
+                        .stat_object(&layout::blob_data(&digest))
                         .await
                         .map_or(SystemTime::now(), |i| i.modified);
                     let refs = manifest::parse(&m.bytes, Some(&m.media_type))

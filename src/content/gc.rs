@@ -220,7 +220,7 @@ impl Content {
     /// Whether a manifest was linked into `repo`, or relied on by a push, within `grace`.
     async fn recent_manifest(&self, repo: &RepoName, d: &Digest, grace: Duration) -> Result<bool> {
         for path in [layout::revision_link(repo, d), layout::blob_last_used(d)] {
-            if let Ok(info) = self.driver.stat(&path).await
+            if let Ok(info) = self.driver.stat_object(&path).await
                 && within(info.modified, grace)
             {
                 return Ok(true);
@@ -298,7 +298,10 @@ impl Content {
         let mut deletions = futures::stream::iter(candidates)
             .map(|(digest, size)| async move {
                 // Read again right before deleting: a push may rely on it since the walk.
-                let used = self.driver.stat(&layout::blob_last_used(&digest)).await;
+                let used = self
+                    .driver
+                    .stat_object(&layout::blob_last_used(&digest))
+                    .await;
                 if used.is_ok_and(|i| within(i.modified, grace)) {
                     return Ok(None);
                 }
@@ -325,14 +328,14 @@ impl Content {
     pub(crate) async fn protect_blob(&self, digest: &Digest) -> Result<bool> {
         let fresh = self.options.protect_after;
         let data = layout::blob_data(digest);
-        match self.driver.stat(&data).await {
+        match self.driver.stat_object(&data).await {
             Ok(info) if within(info.modified, fresh) => return Ok(true),
             Ok(_) => {}
             Err(e) if e.is_not_found() => return Ok(false),
             Err(e) => return Err(e.into()),
         }
         let path = layout::blob_last_used(digest);
-        let recorded = match self.driver.stat(&path).await {
+        let recorded = match self.driver.stat_object(&path).await {
             Ok(info) => within(info.modified, fresh),
             Err(_) => false,
         };

@@ -304,8 +304,8 @@ impl Content {
     /// A tag directory without a current link (left by a crash or a partial copy) names no
     /// manifest and is not listed.
     pub async fn tags(&self, name: &RepoName) -> Result<Vec<Tag>> {
-        let known = self.exists(&layout::manifests_dir(name)).await?
-            || self.exists(&layout::layers_dir(name)).await?;
+        let known = self.dir_exists(&layout::manifests_dir(name)).await?
+            || self.dir_exists(&layout::layers_dir(name)).await?;
         if !known {
             return Err(ContentError::NameUnknown(name.clone()));
         }

@@ -163,6 +163,15 @@ impl Content {
     }
 
     pub(crate) async fn exists(&self, path: &str) -> Result<bool> {
+        match self.driver.stat_object(path).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether a directory (a key prefix on an object store) has anything in it.
+    pub(crate) async fn dir_exists(&self, path: &str) -> Result<bool> {
         match self.driver.stat(path).await {
             Ok(_) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),

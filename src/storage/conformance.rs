@@ -124,6 +124,10 @@ pub async fn stat_reports_size_and_kind(d: &dyn Driver) {
     assert!(d.stat("/a/b").await.unwrap().is_dir);
     assert!(d.stat("/a/b/c").await.unwrap().is_dir);
     assert!(d.stat("/a/b/c/li").await.unwrap_err().is_not_found());
+    // An object's own metadata: a directory is not one.
+    assert_eq!(d.stat_object("/a/b/c/link").await.unwrap().size, 3);
+    assert!(d.stat_object("/a/b").await.unwrap_err().is_not_found());
+    assert!(d.stat_object("/a/b/c/li").await.unwrap_err().is_not_found());
 }
 
 pub async fn writers_append_across_resumes(d: &dyn Driver) {

@@ -199,6 +199,11 @@ impl<D: Driver + ?Sized> Driver for Metered<D> {
         self.timers.time(Action::Stat, operation).await
     }
 
+    async fn stat_object(&self, path: &str) -> Result<FileInfo> {
+        let operation = self.inner.stat_object(path);
+        self.timers.time(Action::Stat, operation).await
+    }
+
     async fn list(&self, path: &str) -> Result<Vec<Entry>> {
         let operation = self.inner.list(path);
         self.timers.time(Action::List, operation).await

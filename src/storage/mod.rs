@@ -110,6 +110,15 @@ pub trait Driver: Send + Sync + 'static {
     async fn writer(&self, path: &str, resume: Option<&Resume>) -> Result<Box<dyn FileWriter>>;
     /// Size, modification time and kind of what is at `path`.
     async fn stat(&self, path: &str) -> Result<FileInfo>;
+    /// Size and modification time of the object at `path`, never a directory: where
+    /// [`Driver::stat`] of a missing key must also look for children (an object store's
+    /// listing), this is one request.
+    async fn stat_object(&self, path: &str) -> Result<FileInfo> {
+        match self.stat(path).await {
+            Ok(info) if info.is_dir => Err(StorageError::NotFound(path.to_owned())),
+            other => other,
+        }
+    }
     /// The direct children of the directory at `path`, sorted by name.
     async fn list(&self, path: &str) -> Result<Vec<Entry>>;
     /// Moves `src` to `dst`, replacing `dst`; readers see the old or the new object, never a mix.

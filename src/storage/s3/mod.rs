@@ -268,6 +268,16 @@ impl Driver for S3Driver {
         })
     }
 
+    async fn stat_object(&self, path: &str) -> Result<FileInfo> {
+        let key = self.key(path)?;
+        let meta = self.store.head(&key).await.map_err(|e| error(path, e))?;
+        Ok(FileInfo {
+            size: meta.size,
+            modified: modified(&meta),
+            is_dir: false,
+        })
+    }
+
     async fn list(&self, path: &str) -> Result<Vec<Entry>> {
         let prefix = self.dir_prefix(path)?;
         let mut entries: std::collections::BTreeMap<String, bool> = Default::default();

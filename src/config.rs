@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
 
+pub mod catalog;
 pub mod gc;
 mod lenient;
 pub mod s3;
@@ -40,6 +41,12 @@ pub struct Config {
     pub proxy: Option<ProxyConfig>,
     #[serde(default)]
     pub validation: ValidationConfig,
+    /// Dockyard extension: the built-in web UI.
+    #[serde(default)]
+    pub ui: UiConfig,
+    /// Dockyard extension: upkeep of the repository name index.
+    #[serde(default)]
+    pub catalog: catalog::CatalogConfig,
     /// Sections distribution has and Dockyard ignores (each named in a warning).
     #[serde(flatten)]
     pub ignored: BTreeMap<String, Value>,
@@ -236,6 +243,20 @@ pub struct UpstreamConfig {
     /// Requests without `?ns=` or a host prefix go here (docker's `registry-mirrors`).
     #[serde(default, deserialize_with = "lenient::bool")]
     pub default: bool,
+}
+
+/// `ui`: the web UI served at `/` beside the API (`REGISTRY_UI_ENABLED=false` turns it off).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UiConfig {
+    #[serde(default, deserialize_with = "lenient::bool_opt")]
+    pub enabled: Option<bool>,
+}
+
+impl UiConfig {
+    /// On unless turned off.
+    pub fn enabled(&self) -> bool {
+        self.enabled.unwrap_or(true)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -7,6 +7,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Names Dockyard shares with registry:2 (distribution 2.8), with its labels.
@@ -33,6 +34,8 @@ pub const EXPORTED: &[&str] = &[
     "dockyard_gc_runs_total",
     "dockyard_gc_freed_bytes_total",
     "dockyard_gc_deleted_blobs_total",
+    "dockyard_catalog_repositories",
+    "dockyard_catalog_index_bytes",
     "registry_proxy_requests_total",
     "registry_proxy_hits_total",
     "registry_proxy_misses_total",
@@ -102,6 +105,37 @@ impl GcMetrics {
     }
 }
 
+/// The repository name index: `dockyard_catalog_repositories` and an estimate of its
+/// memory, `dockyard_catalog_index_bytes`, set as it is refreshed.
+#[derive(Clone, Debug, Default)]
+pub struct IndexMetrics {
+    repositories: Gauge,
+    bytes: Gauge,
+}
+
+impl IndexMetrics {
+    pub fn new(registry: &mut Registry) -> IndexMetrics {
+        let metrics = IndexMetrics::default();
+        let catalog = registry.sub_registry_with_prefix("dockyard_catalog");
+        catalog.register(
+            "repositories",
+            "Repositories in the name index",
+            metrics.repositories.clone(),
+        );
+        catalog.register(
+            "index_bytes",
+            "Estimated memory of the name index",
+            metrics.bytes.clone(),
+        );
+        metrics
+    }
+
+    pub fn observe(&self, index: &crate::content::NameIndex) {
+        self.repositories.set(index.len() as i64);
+        self.bytes.set(index.approx_bytes() as i64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -148,6 +182,7 @@ mod tests {
         drop(metrics::instrument(app, http).oneshot(req).await.unwrap());
         let gc = GcMetrics::new(&mut registry);
         gc.run("collected");
+        IndexMetrics::new(&mut registry).observe(&crate::content::NameIndex::default());
         let proxy = crate::proxy::metrics::ProxyMetrics::default();
         proxy.register(&mut registry);
         for family in [

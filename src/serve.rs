@@ -128,6 +128,10 @@ pub struct Built {
     pub http_metrics: Option<Arc<HttpMetrics>>,
     /// For the garbage collector.
     pub gc_metrics: GcMetrics,
+    /// For the repository name index.
+    pub index_metrics: crate::metrics::IndexMetrics,
+    /// How the name index is kept current.
+    pub catalog: crate::config::catalog::CatalogSchedule,
     /// The pull-through cache, when configured, for its eviction.
     pub mirror: Option<Arc<crate::proxy::Mirror>>,
 }
@@ -140,6 +144,7 @@ const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 pub fn build_state(config: &Config) -> Result<Built, ServeError> {
     let mirror =
         crate::proxy::Settings::from_config(config.proxy.as_ref()).map_err(ConfigError::Invalid)?;
+    let mut object_store = false;
     let (driver, location, fs): (Arc<dyn Driver>, String, _) =
         match config.storage_kind(&default_root())? {
             StorageKind::Filesystem(root) => {
@@ -167,6 +172,7 @@ pub fn build_state(config: &Config) -> Result<Built, ServeError> {
                 None,
             ),
             StorageKind::S3(options) => {
+                object_store = true;
                 let driver = S3Driver::new(&options).map_err(ConfigError::Invalid)?;
                 let location = format!(
                     "s3://{}/{} ({})",
@@ -195,6 +201,8 @@ pub fn build_state(config: &Config) -> Result<Built, ServeError> {
     let driver = Arc::new(Metered::new(driver, &StorageMetrics::new(&mut metrics)));
     let http_metrics = prometheus_served(config).then(|| Arc::new(HttpMetrics::new(&mut metrics)));
     let gc_metrics = GcMetrics::new(&mut metrics);
+    let index_metrics = crate::metrics::IndexMetrics::new(&mut metrics);
+    let catalog = config.catalog.resolve(object_store)?;
     let content = Content::new(driver, options);
     let mut maintained = None;
     let store: Arc<dyn crate::content::Store> = match mirror {
@@ -217,6 +225,8 @@ pub fn build_state(config: &Config) -> Result<Built, ServeError> {
         metrics,
         http_metrics,
         gc_metrics,
+        index_metrics,
+        catalog,
         mirror: maintained,
     })
 }
@@ -258,8 +268,17 @@ pub async fn run(
         metrics,
         http_metrics,
         gc_metrics,
+        index_metrics,
+        catalog,
         mirror,
     } = build_state(&config)?;
+    tokio::spawn(
+        content
+            .clone()
+            .maintain_names(catalog.refresh, catalog.rescan, move |index| {
+                index_metrics.observe(index)
+            }),
+    );
     if let Some(mirror) = mirror {
         tokio::spawn(mirror.maintain());
     }

@@ -45,6 +45,7 @@ impl Content {
             let link = layout::revision_link(repo, digest);
             self.remove(link.strip_suffix("/link").unwrap_or(&link))
                 .await?;
+            self.forget_repository_if_gone(repo).await?;
         }
         self.remove(&layout::blob_dir(digest)).await
     }

@@ -245,7 +245,7 @@ impl Content {
             self.remove(link.strip_suffix("/link").unwrap_or(&link))
                 .await?;
         }
-        Ok(())
+        self.forget_repository_if_gone(repo).await
     }
 
     /// Deletes the bytes of every blob neither marked nor young.

@@ -107,6 +107,7 @@ impl Content {
         for tag in &tags {
             self.write_tag(name, tag, &digest).await?;
         }
+        self.note_repository(name).await;
         Ok(PutManifest {
             digest,
             subject: parsed.subject.map(|s| s.digest),
@@ -144,6 +145,7 @@ impl Content {
         if let Some(tag) = tag {
             self.write_tag(name, tag, digest).await?;
         }
+        self.note_repository(name).await;
         Ok(())
     }
 
@@ -295,7 +297,8 @@ impl Content {
                 }
                 let link = layout::revision_link(name, digest);
                 self.remove(link.strip_suffix("/link").unwrap_or(&link))
-                    .await
+                    .await?;
+                self.forget_repository_if_gone(name).await
             }
         }
     }

@@ -5,12 +5,15 @@
 pub mod blobs;
 mod cache;
 pub mod catalog;
+#[cfg(test)]
+mod catalog_tests;
 mod evict;
 mod gc;
 #[cfg(test)]
 mod gc_tests;
 pub mod gclock;
 pub mod manifests;
+pub mod names;
 pub mod referrers;
 mod store;
 #[cfg(test)]
@@ -28,6 +31,7 @@ use crate::storage::{Driver, StorageError};
 pub use blobs::{BlobRange, BlobWant, OpenedBlob, resolve_range};
 pub use gc::{GcOptions, GcReport};
 pub use manifests::{Manifest, PutManifest};
+pub use names::{NameIndex, SearchPage};
 pub use store::{Body, Store};
 pub use uploads::{ChunkRange, UploadSessions};
 
@@ -113,6 +117,8 @@ pub struct Content {
     pub(crate) options: ContentOptions,
     uploads: Arc<UploadSessions>,
     manifests: Arc<cache::ManifestCache>,
+    /// Every repository name, for the catalog and search.
+    names: Arc<NameIndex>,
 }
 
 /// Bytes of manifests kept in memory.
@@ -123,6 +129,7 @@ impl Content {
         Content {
             uploads: Arc::new(UploadSessions::default()),
             manifests: Arc::new(cache::ManifestCache::new(MANIFEST_CACHE_BYTES)),
+            names: Arc::new(NameIndex::default()),
             driver,
             options,
         }

@@ -49,8 +49,8 @@ pub trait Store: Send + Sync + 'static {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>>;
-    /// Every repository, sorted.
-    async fn repositories(&self) -> Result<Vec<String>>;
+    /// Every repository's name, kept current (see [`super::NameIndex`]).
+    fn names(&self) -> std::sync::Arc<super::NameIndex>;
     /// The largest manifest accepted, in bytes.
     fn max_manifest_size(&self) -> u64;
 
@@ -129,8 +129,8 @@ impl Store for Content {
         Content::referrers(self, name, subject, artifact_type).await
     }
 
-    async fn repositories(&self) -> Result<Vec<String>> {
-        Content::repositories(self).await
+    fn names(&self) -> std::sync::Arc<super::NameIndex> {
+        Content::names(self)
     }
 
     fn max_manifest_size(&self) -> u64 {

@@ -486,8 +486,8 @@ impl Store for Mirror {
         }
     }
 
-    async fn repositories(&self) -> Result<Vec<String>> {
-        self.local.repositories().await
+    fn names(&self) -> Arc<crate::content::NameIndex> {
+        self.local.names()
     }
 
     fn max_manifest_size(&self) -> u64 {

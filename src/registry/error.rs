@@ -30,6 +30,8 @@ pub enum ApiError {
     Denied,
     #[error("too many failed login attempts; retry in {} s", retry_after.as_secs().max(1))]
     TooManyRequests { retry_after: std::time::Duration },
+    #[error("the repository index is still loading from storage; retry in a few seconds")]
+    IndexLoading,
 }
 
 /// An OCI / Docker registry error code with its HTTP status.
@@ -66,6 +68,8 @@ pub const NOT_FOUND: Code = code("NOT_FOUND", StatusCode::NOT_FOUND);
 pub const UNKNOWN: Code = code("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR);
 /// The spec has no code for a failed upstream: the status and message say what happened.
 pub const UPSTREAM_FAILED: Code = code("UNKNOWN", StatusCode::BAD_GATEWAY);
+/// The spec has no code for it; the status, `Retry-After` and message say what happened.
+pub const UNAVAILABLE: Code = code("UNKNOWN", StatusCode::SERVICE_UNAVAILABLE);
 /// The spec has no code for it; the status and message say what happened.
 pub const STORAGE_FULL: Code = code("UNKNOWN", StatusCode::INSUFFICIENT_STORAGE);
 
@@ -111,6 +115,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => UNAUTHORIZED,
             ApiError::Denied => DENIED,
             ApiError::TooManyRequests { .. } => TOOMANYREQUESTS,
+            ApiError::IndexLoading => UNAVAILABLE,
         }
     }
 
@@ -174,6 +179,7 @@ impl IntoResponse for ApiError {
         }
         let retry = match &self {
             ApiError::TooManyRequests { retry_after } => Some(*retry_after),
+            ApiError::IndexLoading => Some(std::time::Duration::from_secs(5)),
             ApiError::Content(ContentError::Upstream(crate::proxy::UpstreamError::Status {
                 retry_after,
                 ..

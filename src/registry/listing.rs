@@ -1,19 +1,25 @@
 //! Listings: `/v2/<name>/tags/list`, `/v2/_catalog` (both with `n`/`last` and `Link`),
 //! and `/v2/<name>/referrers/<digest>` (with the `artifactType` filter).
 
+use std::sync::Arc;
+
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::access::Caller;
+use super::error::ApiError;
 use super::http::{OCI_FILTERS_APPLIED, parse_n, value};
 use super::{ApiResult, AppState, Head, param, query};
 use crate::auth::Action;
-use crate::content::paginate;
+use crate::content::{NameIndex, paginate};
 use crate::oci::manifest::OCI_INDEX;
 use crate::oci::{Digest, RepoName};
 
 /// Catalog page size when the client does not ask for one, as distribution does.
 const DEFAULT_CATALOG_PAGE: usize = 100;
+
+/// How long a catalog request waits for the name index to load at startup.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub async fn tags(state: &AppState, name: &RepoName, req: &Head) -> ApiResult {
     let params = query(req);
@@ -35,21 +41,27 @@ pub async fn tags(state: &AppState, name: &RepoName, req: &Head) -> ApiResult {
 
 pub async fn catalog(state: &AppState, req: &Head, caller: &Caller) -> ApiResult {
     let params = query(req);
-    let n = parse_n(param(&params, "n"))?.or(Some(DEFAULT_CATALOG_PAGE));
+    let n = parse_n(param(&params, "n"))?.unwrap_or(DEFAULT_CATALOG_PAGE);
+    let names = ready_names(state).await?;
     // Only what the caller may pull is listed.
-    let visible = state
-        .store
-        .repositories()
-        .await?
-        .into_iter()
-        .filter(|r| caller.may(Action::Pull, r))
-        .collect();
-    let (page, more) = paginate(visible, n, param(&params, "last"));
+    let (page, more) = match n {
+        0 => (Vec::new(), false),
+        n => names.page(param(&params, "last"), n, |r| caller.may(Action::Pull, r)),
+    };
     let body = serde_json::json!({ "repositories": page });
     Ok(json_page(
         body,
-        more.then(|| next_link("/v2/_catalog", n, page.last())),
+        more.then(|| next_link("/v2/_catalog", Some(n), page.last())),
     ))
+}
+
+/// The name index, once it has loaded (a request at startup waits for it a while).
+pub async fn ready_names(state: &AppState) -> Result<Arc<NameIndex>, ApiError> {
+    let names = state.store.names();
+    match tokio::time::timeout(INDEX_WAIT, names.wait_ready()).await {
+        Ok(()) => Ok(names),
+        Err(_) => Err(ApiError::IndexLoading),
+    }
 }
 
 pub async fn referrers(

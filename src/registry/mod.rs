@@ -9,6 +9,7 @@ pub mod http;
 mod listing;
 mod manifests;
 pub mod metrics;
+mod search;
 #[cfg(test)]
 mod tests;
 mod uploads;
@@ -57,14 +58,23 @@ pub const HEALTH_PATH: &str = "/healthz";
 
 /// Builds the registry's HTTP application.
 pub fn router(state: AppState) -> Router {
+    router_with_pages(state, Router::new())
+}
+
+/// The registry's HTTP application with `pages` (the web UI, see [`crate::ui`]) served beside
+/// the API under the same access log; what `pages` does not route gets the API's 404.
+pub fn router_with_pages(state: AppState, pages: Router) -> Router {
     Router::new()
         .route("/v2", any(v2_entry))
         .route("/v2/", any(v2_entry))
         .route("/v2/{*rest}", any(v2_entry))
+        .route("/v1/_ping", get(search::ping))
+        .route("/v1/search", get(search::search))
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .fallback(|| async { ApiError::Route(crate::oci::RouteError::NotFound) })
-        .layer(middleware::from_fn(access_log))
         .with_state(state)
+        .merge(pages)
+        .layer(middleware::from_fn(access_log))
 }
 
 /// Logs one access line per request, inside a span carrying the method and URI; health

@@ -186,6 +186,28 @@ pub fn gc_lock() -> String {
     "/dockyard/gc.lock".to_owned()
 }
 
+/// Dockyard: the name index's markers, one empty object per repository (its name with `/`
+/// as `~`, which names cannot contain), so replicas learn of each other's repositories with
+/// one listing; outside distribution's tree.
+pub fn name_markers() -> String {
+    "/dockyard/names".to_owned()
+}
+
+/// Dockyard: the marker of one repository in [`name_markers`].
+pub fn name_marker(name: &str) -> String {
+    format!("{}/{}", name_markers(), name.replace('/', "~"))
+}
+
+/// The repository a marker's file name stands for.
+pub fn name_of_marker(file: &str) -> String {
+    file.replace('~', "/")
+}
+
+/// Dockyard: present once a full scan has written a marker for every repository.
+pub fn name_markers_complete() -> String {
+    "/dockyard/names.complete".to_owned()
+}
+
 /// The directory of a blob's bytes (removed whole when the blob goes).
 pub fn blob_dir(d: &Digest) -> String {
     let data = blob_data(d);

@@ -305,3 +305,67 @@ async fn refusals_before_the_body_is_read_close_the_connection() {
     // So does a request without a body, even when refused.
     assert_eq!(app.get("/v2/").await.header("connection"), "");
 }
+
+#[tokio::test]
+async fn docker_search_lists_only_what_the_caller_may_pull() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(&dir);
+    let admin = creds("admin", "admin-pw");
+    let ci = creds("ci", "ci-pw");
+    seed(&app, "public/base", &admin).await;
+    seed(&app, "private/db", &admin).await;
+    seed(&app, "apps/web", &ci).await;
+    seed(&app, "apps/db-tools", &ci).await;
+
+    // The engine pings first, without credentials.
+    let r = app.get("/v1/_ping").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["x-docker-registry-standalone"], "true");
+
+    let names = |r: &super::support::Reply| -> Vec<String> {
+        r.json()["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Anonymous callers may pull public/** only.
+    let r = app.get("/v1/search?q=").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(names(&r), vec!["public/base"]);
+    let search = |q: &str, who: &str| {
+        let (app, uri, who) = (&app, format!("/v1/search?{q}"), who.to_owned());
+        async move {
+            app.send(Method::GET, &uri, &[("authorization", &who)], b"")
+                .await
+        }
+    };
+    let r = search("q=db", &admin).await;
+    assert_eq!(names(&r), vec!["apps/db-tools", "private/db"]);
+    assert_eq!(r.json()["num_results"], 2);
+    assert_eq!(r.json()["query"], "db");
+    assert_eq!(
+        r.json()["results"][0],
+        serde_json::json!({"name": "apps/db-tools", "description": "", "star_count": 0, "is_official": false, "is_automated": false})
+    );
+    // ci may not pull private/db: it is neither listed nor counted.
+    let r = search("q=db", &ci).await;
+    assert_eq!(names(&r), vec!["apps/db-tools"]);
+    assert_eq!(r.json()["num_results"], 1);
+    // Pages.
+    let r = search("q=&n=2&page=2", &admin).await;
+    assert_eq!(names(&r), vec!["private/db", "public/base"]);
+    assert_eq!(
+        (r.json()["num_pages"].clone(), r.json()["page"].clone()),
+        (serde_json::json!(2), serde_json::json!(2))
+    );
+    let r = search("q=&n=500", &admin).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID".into())
+    );
+    // Wrong credentials are refused, not treated as anonymous.
+    let r = search("q=", &creds("admin", "wrong")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}

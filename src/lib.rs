@@ -21,4 +21,5 @@ pub mod storage;
 pub mod sys;
 pub mod telemetry;
 pub mod tls;
+pub mod ui;
 pub mod watch;

@@ -279,7 +279,7 @@ pub async fn run(
                 index_metrics.observe(index)
             }),
     );
-    if let Some(mirror) = mirror {
+    if let Some(mirror) = mirror.clone() {
         tokio::spawn(mirror.maintain());
     }
     if let Some(debug) = debug_server(&config, metrics).await? {
@@ -330,7 +330,8 @@ pub async fn run(
     let mut limits = config.connection_limits()?;
     limits.max_connections = limits.max_connections.min(connection_ceiling());
     let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut app = registry::router(state);
+    let pages = web_ui(&config, &content, mirror, &state, tls.is_some());
+    let mut app = registry::router_with_pages(state, pages);
     if let Some(http_metrics) = http_metrics {
         app = registry::metrics::instrument(app, http_metrics);
     }
@@ -355,6 +356,22 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+/// The web UI's routes when `ui.enabled` (else none: `/` is the API's 404).
+fn web_ui(
+    config: &Config,
+    content: &Content,
+    mirror: Option<Arc<crate::proxy::Mirror>>,
+    state: &AppState,
+    tls: bool,
+) -> axum::Router {
+    if !config.ui.enabled() {
+        return axum::Router::new();
+    }
+    let secret = config.http.secret.as_deref();
+    let ui = crate::ui::UiState::new(content.clone(), mirror, state.auth.clone(), secret, tls);
+    crate::ui::router(ui)
 }
 
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener, ServeError> {

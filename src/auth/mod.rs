@@ -200,6 +200,33 @@ impl Authenticator {
         }
     }
 
+    /// Checks a user name and password from a login form, with the same caches and per-address
+    /// bcrypt budget as Basic credentials.
+    pub async fn verify_login(
+        &self,
+        user: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Identity, AuthError> {
+        if user.is_empty() {
+            return Err(AuthError::Unauthorized);
+        }
+        match self
+            .verify(user, password, client.unwrap_or(NO_ADDRESS))
+            .await
+        {
+            Outcome::Match => Ok(Identity::User(user.to_owned())),
+            Outcome::NoMatch => Err(AuthError::Unauthorized),
+            Outcome::Throttled(retry_after) => Err(AuthError::TooManyAttempts { retry_after }),
+        }
+    }
+
+    /// Whether the htpasswd file (as last loaded) has `user`: a session outlives no user.
+    pub fn has_user(&self, user: &str) -> bool {
+        let users = self.users.read().unwrap_or_else(|p| p.into_inner());
+        users.file.hash(user).is_some()
+    }
+
     /// Whether `who` may do `action` on `repository`; anonymous refusals ask for credentials.
     pub fn authorize(
         &self,

@@ -31,6 +31,13 @@ pub struct Eviction {
     pub size: u64,
 }
 
+/// What a group of cached content adds up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub bytes: u64,
+    pub last_used: SystemTime,
+}
+
 #[derive(Default)]
 pub struct CacheIndex {
     entries: Mutex<HashMap<Digest, Entry>>,
@@ -98,6 +105,28 @@ impl CacheIndex {
     /// Bytes cached.
     pub fn size(&self) -> u64 {
         self.total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes and last use of what is cached, grouped by `group` of the repositories that
+    /// link each entry (an entry counts once per group; `None` leaves a repository out).
+    pub fn usage<K: std::hash::Hash + Eq>(
+        &self,
+        group: impl Fn(&RepoName) -> Option<K>,
+    ) -> HashMap<K, Usage> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: HashMap<K, Usage> = HashMap::new();
+        for entry in entries.values() {
+            let groups: HashSet<K> = entry.repos.iter().filter_map(&group).collect();
+            for key in groups {
+                let usage = out.entry(key).or_insert(Usage {
+                    bytes: 0,
+                    last_used: entry.last_used,
+                });
+                usage.bytes += entry.size;
+                usage.last_used = usage.last_used.max(entry.last_used);
+            }
+        }
+        out
     }
 
     /// What to evict now.
@@ -248,6 +277,32 @@ mod tests {
                 .plan(at(1100), None, Some(1000), &HashSet::new())
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn usage_groups_by_repository_and_counts_shared_content_once_per_group() {
+        let index = index();
+        let other: RepoName = "ghcr.io/org/tool".parse().unwrap();
+        let second: RepoName = "docker.io/library/other".parse().unwrap();
+        index.record(&d("layer"), &other, 100, None, at(2000));
+        index.record(&d("layer"), &second, 100, None, at(10));
+        let by_host = index.usage(|r| r.as_str().split('/').next().map(str::to_owned));
+        assert_eq!(
+            by_host["docker.io"],
+            Usage {
+                bytes: 201,
+                last_used: at(2000)
+            },
+            "the shared layer counts once for docker.io"
+        );
+        assert_eq!(
+            by_host["ghcr.io"],
+            Usage {
+                bytes: 100,
+                last_used: at(2000)
+            }
+        );
+        assert!(index.usage(|_| None::<u8>).is_empty());
     }
 
     #[test]

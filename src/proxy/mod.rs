@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod settings;
 mod tail;
 pub mod upstream;
+mod usage;
 mod verify;
 
 use std::collections::HashMap;
@@ -35,6 +36,7 @@ use crate::oci::{Digest, Reference, RepoName, Tag};
 use flight::Flights;
 pub use settings::Settings;
 pub use upstream::{Upstream, UpstreamError};
+pub use usage::UpstreamUsage;
 
 /// A registry mirror over local content.
 pub struct Mirror {

@@ -1,0 +1,11 @@
+//! Web UI tests: the registry's router with the UI beside it, driven with `oneshot` over
+//! the memory driver, asserting statuses, headers and the DOM contract's ids.
+
+#[path = "tests/access.rs"]
+mod access;
+#[path = "tests/browse.rs"]
+mod browse;
+#[path = "tests/manage.rs"]
+mod manage;
+#[path = "tests/support.rs"]
+mod support;

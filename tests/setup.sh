@@ -25,6 +25,7 @@ declare -A APT=(
   [openssl]=openssl [wrk]=wrk [hyperfine]=hyperfine [curl]=curl [unzip]=unzip
   [/usr/bin/time]=time [nginx]=nginx-light [dockerd]=docker.io [socat]=socat [docker-compose]=docker-compose
   [runc]=runc [iptables]=iptables [gcc]=gcc [/usr/lib/cni/bridge]=containernetworking-plugins
+  [chromium]=chromium [chromedriver]=chromium-driver   # the UI's browser tests (tests/ui_browser.rs)
 )
 missing=()
 for cmd in "${!APT[@]}"; do
@@ -123,5 +124,7 @@ ver etcd "$BIN/etcd" --version
 ver kube-apiserver "$BIN/kube-apiserver" --version
 for cmd in kubelet kube-controller-manager kube-scheduler kube-proxy; do ver "$cmd" "$BIN/$cmd" --version; done
 ver runc runc --version
+ver chromium sh -c 'chromium --version 2>/dev/null'
+ver chromedriver chromedriver --version
 ver kubectl "$BIN/kubectl" version --client
 ver helm "$BIN/helm" version --short

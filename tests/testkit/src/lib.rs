@@ -1,5 +1,6 @@
 //! Shared helpers for Dockyard's black-box integration tests (`tests/*.rs`): a guard that runs
-//! a registry (Dockyard or the reference distribution 2.8.2) on loopback, a raw HTTP/1.1 probe
+//! a registry (Dockyard or the reference distribution 2.8.2) on loopback, a headless chromium
+//! driven over WebDriver (`browser`), a raw HTTP/1.1 probe
 //! and the blob upload protocol by hand, a round-robin balancer over registry replicas,
 //! runners for real client programs (with private podman storage and a private containerd),
 //! the OCI conformance runners, an OCI image layout writer, and a MinIO server (a real S3
@@ -7,6 +8,7 @@
 //! and uses the parts it needs.
 
 pub mod balancer;
+pub mod browser;
 pub mod cmd;
 pub mod conformance;
 pub mod containerd;

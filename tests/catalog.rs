@@ -109,7 +109,7 @@ fn repositories_written_by_distribution_show_after_a_rescan_and_at_restart() {
     let ours = dockyard(&data, "1h");
     assert_eq!(catalog(&ours), json!(["ours/app", "theirs/app"]));
     assert!(
-        data.path().join("dockyard/names/theirs~app").is_file(),
+        data.path().join("dockyard/names/theirs!app").is_file(),
         "the rescan wrote a marker for the other replicas"
     );
 }

@@ -325,6 +325,102 @@ fn tag_moved_on_one_replica_reads_at_once_on_the_other() {
     );
 }
 
+/// An image index with no children: a manifest that needs no blobs.
+fn put_empty_index(server: &Server, name: &str) -> String {
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],"annotations":{{"name":"{name}"}}}}"#
+    );
+    put_manifest_typed(
+        server,
+        name,
+        "v1",
+        body.as_bytes(),
+        "application/vnd.oci.image.index.v1+json",
+    )
+}
+
+fn put_manifest_typed(
+    server: &Server,
+    name: &str,
+    tag: &str,
+    bytes: &[u8],
+    media_type: &str,
+) -> String {
+    let resp = http::request(
+        &server.addr,
+        "PUT",
+        &format!("/v2/{name}/manifests/{tag}"),
+        &[("Content-Type", media_type)],
+        bytes,
+    )
+    .unwrap();
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    resp.header("docker-content-digest").unwrap().to_owned()
+}
+
+/// Polls `server`'s catalog until it is `want`.
+fn catalog_becomes(server: &Server, want: serde_json::Value, what: &str) {
+    let started = Instant::now();
+    loop {
+        let got = get_json(server, "/v2/_catalog")["repositories"].clone();
+        if got == want {
+            eprintln!("figure: {what} after {:.1?}", started.elapsed());
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{what}: the catalog is {got}, not {want}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn replicas_list_each_others_repositories_within_the_refresh_interval() {
+    if !Minio::available("replicas_list_each_others_repositories_within_the_refresh_interval")
+        || Target::from_env().skip_oci_1_1("the name index's refresh across replicas")
+    {
+        return;
+    }
+    let minio = Minio::start();
+    let (a, b) = replicas_with(&minio, "names", &[("REGISTRY_CATALOG_REFRESH", "1s")]);
+    put_empty_index(&a, "team/app");
+    let doomed = put_empty_index(&a, "deep/a/b/c");
+    assert_eq!(
+        get_json(&a, "/v2/_catalog")["repositories"],
+        json!(["deep/a/b/c", "team/app"]),
+        "A lists its pushes at once"
+    );
+    catalog_becomes(&b, json!(["deep/a/b/c", "team/app"]), "B lists A's pushes");
+    let markers: BTreeSet<String> = minio
+        .list_keys("names", "dockyard/dockyard/names/")
+        .into_iter()
+        .collect();
+    assert_eq!(
+        markers,
+        BTreeSet::from([
+            "dockyard/dockyard/names/deep!a!b!c".to_owned(),
+            "dockyard/dockyard/names/team!app".to_owned()
+        ])
+    );
+    // On an object store a repository whose last manifest is deleted is gone (no empty
+    // directories): B deletes it, A stops listing it.
+    let resp = http::request(
+        &b.addr,
+        "DELETE",
+        &format!("/v2/deep/a/b/c/manifests/{doomed}"),
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 202, "{}", resp.text());
+    assert_eq!(
+        get_json(&b, "/v2/_catalog")["repositories"],
+        json!(["team/app"])
+    );
+    catalog_becomes(&a, json!(["team/app"]), "A drops the repository B emptied");
+}
+
 // --- Interop with distribution 2.8.2 on the same bucket -------------------------------------
 
 fn push_and_pull(

@@ -52,7 +52,7 @@ async fn pushes_show_at_once_here_and_after_a_refresh_on_other_replicas() {
     push(&a, "deep/a/b/c", "v1").await;
     assert_eq!(listed(&a), vec!["deep/a/b/c", "team/app"]);
     assert!(
-        dir.path().join("dockyard/names/team~app").is_file(),
+        dir.path().join("dockyard/names/team!app").is_file(),
         "the marker other replicas list"
     );
     assert!(listed(&b).is_empty(), "b has not refreshed yet");
@@ -82,7 +82,7 @@ async fn pushes_show_at_once_here_and_after_a_refresh_on_other_replicas() {
     std::fs::remove_dir_all(dir.path().join("docker/registry/v2/repositories/team/app")).unwrap();
     a.forget_repository_if_gone(&name).await.unwrap();
     assert_eq!(listed(&a), vec!["deep/a/b/c"]);
-    assert!(!dir.path().join("dockyard/names/team~app").exists());
+    assert!(!dir.path().join("dockyard/names/team!app").exists());
     assert_eq!(b.refresh_names().await.unwrap(), (0, 1));
     assert_eq!(listed(&b), vec!["deep/a/b/c"]);
     assert_eq!(
@@ -107,12 +107,12 @@ async fn a_rescan_finds_what_other_software_wrote_and_drops_stale_markers() {
         "no markers yet: the load is a scan"
     );
     assert_eq!(listed(&a), vec!["legacy/one", "legacy/two"]);
-    assert!(dir.path().join("dockyard/names/legacy~one").is_file());
+    assert!(dir.path().join("dockyard/names/legacy!one").is_file());
     assert!(dir.path().join("dockyard/names.complete").is_file());
 
     // Another registry writes a repository and removes one, behind Dockyard's back.
     push(&old, "legacy/three", "v1").await;
-    std::fs::remove_file(dir.path().join("dockyard/names/legacy~three")).unwrap();
+    std::fs::remove_file(dir.path().join("dockyard/names/legacy!three")).unwrap();
     std::fs::remove_dir_all(
         dir.path()
             .join("docker/registry/v2/repositories/legacy/two"),
@@ -125,8 +125,8 @@ async fn a_rescan_finds_what_other_software_wrote_and_drops_stale_markers() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(a.rescan_names().await.unwrap(), (1, 1));
     assert_eq!(listed(&a), vec!["legacy/one", "legacy/three"]);
-    assert!(dir.path().join("dockyard/names/legacy~three").is_file());
-    assert!(!dir.path().join("dockyard/names/legacy~two").exists());
+    assert!(dir.path().join("dockyard/names/legacy!three").is_file());
+    assert!(!dir.path().join("dockyard/names/legacy!two").exists());
 
     // A later start trusts the markers the scan wrote.
     let b = replica(dir.path());

@@ -187,20 +187,20 @@ pub fn gc_lock() -> String {
 }
 
 /// Dockyard: the name index's markers, one empty object per repository (its name with `/`
-/// as `~`, which names cannot contain), so replicas learn of each other's repositories with
-/// one listing; outside distribution's tree.
+/// as `!`, which names cannot contain and object stores keep as it is), so replicas learn
+/// of each other's repositories with one listing; outside distribution's tree.
 pub fn name_markers() -> String {
     "/dockyard/names".to_owned()
 }
 
 /// Dockyard: the marker of one repository in [`name_markers`].
 pub fn name_marker(name: &str) -> String {
-    format!("{}/{}", name_markers(), name.replace('/', "~"))
+    format!("{}/{}", name_markers(), name.replace('/', "!"))
 }
 
 /// The repository a marker's file name stands for.
 pub fn name_of_marker(file: &str) -> String {
-    file.replace('~', "/")
+    file.replace('!', "/")
 }
 
 /// Dockyard: present once a full scan has written a marker for every repository.

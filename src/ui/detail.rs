@@ -154,7 +154,10 @@ pub(crate) fn config_view(bytes: &[u8]) -> Option<ConfigView> {
             .unwrap_or_default()
             .into_iter()
             .map(|h| HistoryRow {
-                created_by: h.created_by.unwrap_or_default(),
+                created_by: h
+                    .created_by
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| "(no command recorded)".to_owned()),
                 created: known_time(h.created).as_deref().map(|t| timestamp(t).human),
                 comment: h.comment.filter(|c| !c.is_empty()),
                 empty_layer: h.empty_layer.unwrap_or(false),

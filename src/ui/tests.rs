@@ -7,5 +7,7 @@ mod access;
 mod browse;
 #[path = "tests/manage.rs"]
 mod manage;
+#[path = "tests/mirror.rs"]
+mod mirror;
 #[path = "tests/support.rs"]
 mod support;

@@ -11,8 +11,11 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use crate::auth::{AccessRule, Action, Authenticator, Policy, htpasswd_line};
+use crate::config::{ProxyConfig, UpstreamConfig};
 use crate::content::{Content, ContentOptions};
 use crate::oci::{Algorithm, Digest, Reference, RepoName, Tag};
+use crate::proxy::metrics::ProxyMetrics;
+use crate::proxy::{Mirror, Settings};
 use crate::registry::{AppState, http::UrlBase, router_with_pages};
 use crate::storage::memory::MemoryDriver;
 use crate::ui::{UiState, router};
@@ -137,6 +140,40 @@ impl Ui {
             auth,
             _dir: dir,
         }
+    }
+
+    /// A mirror of docker.io and ghcr.io (never contacted: the tests read what is cached).
+    pub async fn mirror() -> (Ui, Arc<Mirror>, Arc<ProxyMetrics>) {
+        let options = ContentOptions {
+            delete_enabled: true,
+            ..ContentOptions::default()
+        };
+        let content = Content::new(Arc::new(MemoryDriver::new()), options);
+        content.load_names().await.unwrap();
+        let upstream = |host: &str| UpstreamConfig {
+            host: host.into(),
+            ..UpstreamConfig::default()
+        };
+        let config = ProxyConfig {
+            upstreams: Some(vec![upstream("docker.io"), upstream("ghcr.io")]),
+            ..ProxyConfig::default()
+        };
+        let settings = Settings::from_config(Some(&config)).unwrap().unwrap();
+        let metrics = Arc::new(ProxyMetrics::default());
+        let mirror = Arc::new(Mirror::new(content.clone(), settings, metrics.clone()).unwrap());
+        let state = AppState {
+            store: mirror.clone(),
+            urls: UrlBase::default(),
+            auth: None,
+        };
+        let ui = UiState::new(content.clone(), Some(mirror.clone()), None, None, false);
+        let ui = Ui {
+            router: router_with_pages(state, router(ui)),
+            content,
+            auth: None,
+            _dir: None,
+        };
+        (ui, mirror, metrics)
     }
 
     pub async fn send(

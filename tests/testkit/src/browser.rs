@@ -415,16 +415,13 @@ impl Browser {
         );
     }
 
-    /// Grants the page's origin `clipboard-read` and `clipboard-write` (W3C permissions
-    /// extension), so a test can read what a Copy button put on the clipboard.
-    pub fn grant_clipboard(&self) {
-        for name in ["clipboard-read", "clipboard-write"] {
-            self.raw(
-                Method::Post,
-                "permissions",
-                Some(json!({"descriptor": {"name": name}, "state": "granted"})),
-            );
-        }
+    /// Grants `origin` (`http://127.0.0.1:PORT`) clipboard read and write (DevTools'
+    /// `Browser.grantPermissions`), so a test can read what a Copy button put there.
+    pub fn grant_clipboard(&self, origin: &str) {
+        self.cdp(
+            "Browser.grantPermissions",
+            json!({"origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]}),
+        );
     }
 
     /// The clipboard's text (after [`Browser::grant_clipboard`]); Err with the page's error.

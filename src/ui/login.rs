@@ -96,8 +96,12 @@ pub(super) async fn submit(State(ui): State<UiState>, req: Request) -> Response 
             Ok(_) => {
                 let value = ui.0.key.session(&username, SystemTime::now());
                 let mut resp = see_other(&next);
-                let cookie =
-                    set_cookie(SESSION_COOKIE, &value, Some(SESSION_LIFETIME), ui.0.secure);
+                let cookie = set_cookie(
+                    SESSION_COOKIE,
+                    &value,
+                    Some(SESSION_LIFETIME),
+                    viewer.secure,
+                );
                 ui.set_cookie(&mut resp, &cookie);
                 tracing::info!(user = %username, "signed in to the web UI");
                 Ok(resp)
@@ -142,11 +146,11 @@ pub(super) async fn logout(State(ui): State<UiState>, req: Request) -> Response 
         let mut resp = see_other("/");
         ui.set_cookie(
             &mut resp,
-            &set_cookie(SESSION_COOKIE, "", None, ui.0.secure),
+            &set_cookie(SESSION_COOKIE, "", None, viewer.secure),
         );
         ui.set_cookie(
             &mut resp,
-            &flash_cookie(&ui.0.key, "Signed out.", ui.0.secure),
+            &flash_cookie(&ui.0.key, "Signed out.", viewer.secure),
         );
         Ok(resp)
     } else {

@@ -103,6 +103,7 @@ pub(super) async fn untag(
     tracing::info!(repository = %name, tag = %tag, user = viewer.user().unwrap_or("-"), "untagged in the web UI");
     Ok(done(
         ui,
+        viewer,
         name,
         &format!("Removed the tag {tag} from {name}."),
     ))
@@ -148,12 +149,12 @@ pub(super) async fn delete(
             tags.join(", ")
         ),
     };
-    Ok(done(ui, name, &message))
+    Ok(done(ui, viewer, name, &message))
 }
 
 /// Back to the repository page, with a flash message.
-fn done(ui: &UiState, name: &RepoName, message: &str) -> Response {
+fn done(ui: &UiState, viewer: &Viewer, name: &RepoName, message: &str) -> Response {
     let mut resp = see_other(&format!("/r/{name}"));
-    ui.set_cookie(&mut resp, &flash_cookie(&ui.0.key, message, ui.0.secure));
+    ui.set_cookie(&mut resp, &flash_cookie(&ui.0.key, message, viewer.secure));
     resp
 }

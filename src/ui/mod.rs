@@ -66,7 +66,8 @@ struct Inner {
     mirror: Option<Arc<crate::proxy::Mirror>>,
     auth: Option<Arc<Authenticator>>,
     key: SessionKey,
-    /// Cookies get `Secure` (the server terminates TLS).
+    /// Cookies get `Secure` (the server terminates TLS; behind a proxy, see
+    /// `viewer::forwarded_https`).
     secure: bool,
     summaries: summary::Summaries,
     tag_counts: mirror::TagCounts,
@@ -129,7 +130,10 @@ impl UiState {
         }
         let client = viewer::client_of(&parts.extensions);
         match Viewer::identify(self.0.auth.as_ref(), &self.0.key, &parts.headers, client).await {
-            Ok(viewer) => Ok((viewer, parts, body)),
+            Ok(mut viewer) => {
+                viewer.secure = self.0.secure || viewer::forwarded_https(&parts.headers);
+                Ok((viewer, parts, body))
+            }
             Err(e) => {
                 let error = match e {
                     AuthError::TooManyAttempts { retry_after } => UiError::TooMany(retry_after),
@@ -154,13 +158,13 @@ impl UiState {
         if viewer.flash.is_some() && !sets_flash {
             self.set_cookie(
                 &mut resp,
-                &set_cookie(FLASH_COOKIE, "", None, self.0.secure),
+                &set_cookie(FLASH_COOKIE, "", None, viewer.secure),
             );
         }
         if viewer.stale_session && !sets_session {
             self.set_cookie(
                 &mut resp,
-                &set_cookie(SESSION_COOKIE, "", None, self.0.secure),
+                &set_cookie(SESSION_COOKIE, "", None, viewer.secure),
             );
         }
         resp

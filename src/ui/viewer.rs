@@ -21,6 +21,8 @@ pub(crate) struct Viewer {
     pub(crate) flash: Option<String>,
     /// The session cookie named a user that is gone or was forged: clear it.
     pub(crate) stale_session: bool,
+    /// The browser speaks HTTPS to us (or to the proxy in front): cookies get `Secure`.
+    pub(crate) secure: bool,
 }
 
 impl Viewer {
@@ -44,6 +46,7 @@ impl Viewer {
             auth: auth.cloned(),
             flash,
             stale_session: false,
+            secure: false,
         };
         let Some(auth) = auth else {
             return Ok(viewer);
@@ -68,6 +71,7 @@ impl Viewer {
             auth,
             flash: None,
             stale_session: false,
+            secure: false,
         }
     }
 
@@ -120,6 +124,15 @@ pub(crate) fn request_host(headers: &HeaderMap) -> Option<String> {
             .map(str::to_owned)
     };
     first("x-forwarded-host").or_else(|| first(header::HOST.as_str()))
+}
+
+/// Whether a proxy in front says the browser used HTTPS (`X-Forwarded-Proto: https`).
+pub(crate) fn forwarded_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
 }
 
 /// Whether a form post comes from a page of this site: its `Origin` (or, without one, its

@@ -124,6 +124,17 @@ async fn signing_in_sets_a_strict_cookie_and_a_wrong_password_is_401() {
         assert!(set.contains(attribute), "{set}");
     }
     assert!(!set.contains("Secure"), "plain HTTP here");
+    let proxied = ui
+        .post(
+            "/-/login",
+            &[("x-forwarded-proto", "https")],
+            "username=alice&password=alice-pw",
+        )
+        .await;
+    assert!(
+        proxied.header("set-cookie").contains("; Secure"),
+        "HTTPS at a proxy in front"
+    );
     let bad = ui
         .post("/-/login", &[], "username=alice&password=wrong")
         .await;

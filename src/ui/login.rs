@@ -103,6 +103,8 @@ pub(super) async fn submit(State(ui): State<UiState>, req: Request) -> Response 
                     viewer.secure,
                 );
                 ui.set_cookie(&mut resp, &cookie);
+                let welcome = format!("Signed in as {username}.");
+                ui.set_cookie(&mut resp, &flash_cookie(&ui.0.key, &welcome, viewer.secure));
                 tracing::info!(user = %username, "signed in to the web UI");
                 Ok(resp)
             }

@@ -52,6 +52,18 @@ async fn viewers_see_only_what_they_may_pull() {
     let cookie = ui.sign_in("alice").await;
     let r = ui.get_as("/", &[("cookie", &cookie)]).await;
     assert!(r.has(r#"<span id="user">alice</span>"#) && r.has(r#"id="sign-out""#));
+    let ok = ui
+        .post("/-/login", &[], "username=alice&password=alice-pw")
+        .await;
+    let flash = ok.cookie("dockyard_flash").expect("a welcome");
+    let r = ui
+        .get_as("/", &[("cookie", &format!("{cookie}; {flash}"))])
+        .await;
+    assert!(
+        r.has(r#"<p id="flash" role="status">Signed in as alice.</p>"#),
+        "{}",
+        r.body
+    );
     assert!(!r.has(r#"id="sign-in""#));
     assert!(
         r.has(">apps/api<") && r.has(">public/web<") && !r.has("secret/db"),

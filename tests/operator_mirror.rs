@@ -199,6 +199,7 @@ spec:
   nodes:
     nodeSelector: {pool: a}
     runtimes: [containerd]
+  ui: {enabled: false}
 "#;
 
 const HUB_LOGIN: &str =
@@ -252,7 +253,13 @@ async fn a_mirror_becomes_its_children_and_a_plan_that_nodes_report_on() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yml");
     std::fs::write(&path, text(&config, "config.yml")).unwrap();
-    dockyard::config::Config::load(Some(&path), std::iter::empty()).expect("serve accepts it");
+    let loaded =
+        dockyard::config::Config::load(Some(&path), std::iter::empty()).expect("serve accepts it");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert!(
+        !loaded.config.ui.enabled(),
+        "spec.ui.enabled: false turns the UI off"
+    );
 
     let deployment = get::<Deployment>(&ctx, "team", "hub").await;
     let pod = deployment.spec.unwrap().template;

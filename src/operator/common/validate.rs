@@ -88,6 +88,8 @@ pub struct WorkloadSpec<'a> {
     pub tls: &'a TlsSpec,
     pub storage: Option<&'a FilesystemStorage>,
     pub pod: &'a PodOptions,
+    /// Whether the pods serve the web UI.
+    pub ui: bool,
 }
 
 /// The workload of `object`: its name, namespace and owner reference, the image (the
@@ -130,5 +132,6 @@ pub fn workload<K: Resource<DynamicType = ()>>(
         tls,
         storage: Some(spec.storage.cloned().unwrap_or_default()),
         pod: spec.pod.clone(),
+        ui: spec.ui,
     })
 }

@@ -31,6 +31,8 @@ pub struct Workload {
     /// The data claim; `None` when the images live in an object store.
     pub storage: Option<FilesystemStorage>,
     pub pod: PodOptions,
+    /// Whether the pods serve the web UI (`ui.enabled`).
+    pub ui: bool,
 }
 
 impl Workload {

@@ -163,6 +163,26 @@ fn default_port() -> i32 {
     5000
 }
 
+/// The web UI `dockyard serve` shows at `/` on the registry's own address: repositories,
+/// tags and search, with sign-in as the registry's users and the same access rules.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UiSpec {
+    /// Serve the web UI. On by default; `/v2/` is the same either way.
+    #[serde(default = "ui_on")]
+    pub enabled: bool,
+}
+
+impl Default for UiSpec {
+    fn default() -> Self {
+        UiSpec { enabled: true }
+    }
+}
+
+fn ui_on() -> bool {
+    true
+}
+
 /// Where the pods run and what they may use.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     LocalObjectRef, NodeSelection, NodesStatus, PodOptions, SecretKeyRef, ServiceSpec, TlsSpec,
+    UiSpec,
 };
 use super::registry::FilesystemStorage;
 
@@ -59,6 +60,9 @@ pub struct RegistryMirrorSpec {
     /// Mirror image; defaults to the operator's own image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The web UI (on a mirror it also shows what is cached per upstream and the hit ratio).
+    #[serde(default)]
+    pub ui: UiSpec,
     #[serde(default, flatten)]
     pub pod: PodOptions,
 }

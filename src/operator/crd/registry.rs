@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     LocalObjectRef, NodeSelection, NodesStatus, PodOptions, SecretKeyRef, ServiceSpec, TlsSpec,
+    UiSpec,
 };
 
 /// A private container registry served by Dockyard.
@@ -57,6 +58,8 @@ pub struct RegistrySpec {
     /// Registry image; defaults to the operator's own image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    #[serde(default)]
+    pub ui: UiSpec,
     #[serde(default, flatten)]
     pub pod: PodOptions,
 }

@@ -74,6 +74,9 @@ pub fn config_yaml(d: &Desired) -> String {
         "http": pod::http_config(),
         "proxy": proxy,
     });
+    if !d.workload.ui {
+        config["ui"] = json!({ "enabled": false });
+    }
     if !matches!(d.workload.tls, TlsMode::Disabled) {
         config["http"]["tls"] = json!({
             "certificate": format!("{TLS_DIR}/tls.crt"),

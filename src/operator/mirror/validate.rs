@@ -133,6 +133,7 @@ pub fn validate(
         tls: &spec.tls,
         storage: spec.cache.storage.as_ref(),
         pod: &spec.pod,
+        ui: spec.ui.enabled,
     };
     let workload = workload(mirror, parts, secrets, default_image)?;
     let mut upstreams = Vec::new();

@@ -84,6 +84,7 @@ pub fn validate(
         tls: &spec.tls,
         storage: spec.storage.filesystem.as_ref(),
         pod: &spec.pod,
+        ui: spec.ui.enabled,
     };
     let mut workload = workload(registry, parts, secrets, default_image)?;
     if s3.is_some() {

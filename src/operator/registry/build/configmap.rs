@@ -34,6 +34,9 @@ pub fn config_yaml(d: &Desired) -> String {
         "storage": storage,
         "http": http_config(),
     });
+    if !d.workload.ui {
+        config["ui"] = json!({ "enabled": false });
+    }
     if !matches!(d.workload.tls, TlsMode::Disabled) {
         config["http"]["tls"] = json!({
             "certificate": format!("{TLS_DIR}/tls.crt"),

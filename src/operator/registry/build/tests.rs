@@ -88,6 +88,20 @@ fn the_config_is_one_the_registry_accepts() {
     // Metrics on registry:2's debug listener, outside the Service.
     assert_eq!(c.http.debug.addr.as_deref(), Some(":5001"));
     assert!(c.http.debug.prometheus.enabled);
+    assert!(c.ui.enabled(), "the web UI is on by default");
+}
+
+#[test]
+fn the_web_ui_can_be_turned_off() {
+    let d = desired(json!({"ui": {"enabled": false}}), &[]);
+    let loaded = crate::config::Config::parse(&config_yaml(&d), vec![]).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert!(!loaded.config.ui.enabled());
+    let on = desired(json!({"ui": {"enabled": true}}), &[]);
+    assert!(
+        !config_yaml(&on).contains("ui:"),
+        "the default is left to the server"
+    );
 }
 
 #[test]

@@ -221,10 +221,12 @@ impl Authenticator {
         }
     }
 
-    /// Whether the htpasswd file (as last loaded) has `user`: a session outlives no user.
-    pub fn has_user(&self, user: &str) -> bool {
+    /// The stored hash of `user`'s password (as last loaded), for the web UI to tie a session
+    /// to it: a changed password ends the sessions signed in with the old one. Never leaves
+    /// the crate.
+    pub(crate) fn password_hash(&self, user: &str) -> Option<String> {
         let users = self.users.read().unwrap_or_else(|p| p.into_inner());
-        users.file.hash(user).is_some()
+        users.file.hash(user).map(str::to_owned)
     }
 
     /// Whether `who` may do `action` on `repository`; anonymous refusals ask for credentials.

@@ -93,6 +93,31 @@ impl Policy {
         }
     }
 
+    /// Whether `who` may do `action` on every repository there is or will be: granted by a
+    /// `**` pattern (or by no rules at all). Conservative: patterns that happen to cover
+    /// every name some other way do not count.
+    pub fn allows_everywhere(&self, who: &Identity, action: Action) -> bool {
+        let everything = |patterns: &[String]| patterns.iter().any(|p| p == "**");
+        let anonymous = action == Action::Pull && everything(&self.anonymous_pull);
+        match who {
+            Identity::Anonymous => anonymous,
+            Identity::User(name) if action != Action::Pull && self.pull_only.contains(name) => {
+                false
+            }
+            Identity::User(name) => match &self.rules {
+                None => true,
+                Some(rules) => {
+                    anonymous
+                        || rules.iter().any(|r| {
+                            r.actions.contains(&action)
+                                && r.users.iter().any(|u| u == "*" || u == name)
+                                && everything(&r.repositories)
+                        })
+                }
+            },
+        }
+    }
+
     /// True if anonymous callers may do anything at all.
     pub fn anonymous_allowed(&self) -> bool {
         !self.anonymous_pull.is_empty()
@@ -192,6 +217,32 @@ mod tests {
         };
         assert!(narrow.allows(&user("ci"), Action::Pull, "public/img"));
         assert!(!narrow.allows(&user("ci"), Action::Push, "public/img"));
+    }
+
+    #[test]
+    fn everywhere_takes_a_double_star() {
+        let rule = |users: &[&str], repos: &[&str]| AccessRule {
+            users: users.iter().map(|s| s.to_string()).collect(),
+            repositories: repos.iter().map(|s| s.to_string()).collect(),
+            actions: vec![Action::Pull],
+        };
+        let p = Policy {
+            anonymous_pull: vec!["public/**".into()],
+            rules: Some(vec![rule(&["ops"], &["**"]), rule(&["dev"], &["apps/**"])]),
+            pull_only: vec![],
+        };
+        assert!(p.allows_everywhere(&user("ops"), Action::Pull));
+        assert!(!p.allows_everywhere(&user("ops"), Action::Delete));
+        assert!(!p.allows_everywhere(&user("dev"), Action::Pull));
+        assert!(!p.allows_everywhere(&Identity::Anonymous, Action::Pull));
+        let open = Policy {
+            anonymous_pull: vec!["**".into()],
+            ..p.clone()
+        };
+        assert!(open.allows_everywhere(&Identity::Anonymous, Action::Pull));
+        assert!(open.allows_everywhere(&user("dev"), Action::Pull));
+        let no_rules = Policy { rules: None, ..p };
+        assert!(no_rules.allows_everywhere(&user("anyone"), Action::Delete));
     }
 
     #[test]

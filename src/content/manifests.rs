@@ -277,47 +277,86 @@ impl Content {
                 self.remove(&layout::tag_dir(name, tag)).await
             }
             Reference::Digest(digest) => {
-                let m = self.get_manifest(name, reference).await?;
-                if let Ok(parsed) = manifest::parse(&m.bytes, Some(&m.media_type))
-                    && let Some(subject) = parsed.subject
-                {
-                    let link = layout::referrer_link(name, &subject.digest, digest);
-                    self.remove(link.strip_suffix("/link").unwrap_or(&link))
-                        .await?;
-                }
-                for tag in self.tags(name).await? {
-                    if self
-                        .read_link(&layout::tag_current_link(name, &tag))
-                        .await?
-                        .as_ref()
-                        == Some(digest)
-                    {
-                        self.remove(&layout::tag_dir(name, &tag)).await?;
-                    }
-                }
-                let link = layout::revision_link(name, digest);
-                self.remove(link.strip_suffix("/link").unwrap_or(&link))
-                    .await?;
-                self.forget_repository_if_gone(name).await
+                self.delete_manifest_and_tags(name, digest).await.map(drop)
             }
         }
+    }
+
+    /// Deletes a manifest by digest with every tag pointing at it; returns those tags.
+    pub async fn delete_manifest_and_tags(
+        &self,
+        name: &RepoName,
+        digest: &Digest,
+    ) -> Result<Vec<Tag>> {
+        self.require_delete()?;
+        let m = self
+            .get_manifest(name, &Reference::Digest(digest.clone()))
+            .await?;
+        if let Ok(parsed) = manifest::parse(&m.bytes, Some(&m.media_type))
+            && let Some(subject) = parsed.subject
+        {
+            let link = layout::referrer_link(name, &subject.digest, digest);
+            self.remove(link.strip_suffix("/link").unwrap_or(&link))
+                .await?;
+        }
+        let tags = self.tags_pointing_at(name, digest).await?;
+        for tag in &tags {
+            self.remove(&layout::tag_dir(name, tag)).await?;
+        }
+        let link = layout::revision_link(name, digest);
+        self.remove(link.strip_suffix("/link").unwrap_or(&link))
+            .await?;
+        self.forget_repository_if_gone(name).await?;
+        Ok(tags)
+    }
+
+    /// The tags of `name` whose current link names `digest`, sorted: one listing and one
+    /// link read per tag (whether `digest` itself is in the repository is not checked).
+    pub async fn tags_pointing_at(&self, name: &RepoName, digest: &Digest) -> Result<Vec<Tag>> {
+        let reads = self
+            .tag_names(name)
+            .await?
+            .into_iter()
+            .map(|tag| async move {
+                let current = self
+                    .read_link(&layout::tag_current_link(name, &tag))
+                    .await?;
+                Ok::<_, ContentError>((current.as_ref() == Some(digest)).then_some(tag))
+            });
+        let mut tags: Vec<Tag> = futures::stream::iter(reads)
+            .buffer_unordered(TAG_CHECKS)
+            .try_filter_map(|t| async move { Ok(t) })
+            .try_collect()
+            .await?;
+        tags.sort();
+        Ok(tags)
+    }
+
+    /// The names of a repository's tag directories, sorted, from one listing: unlike
+    /// [`Content::tags`], a directory without a current link (see there) is included, so
+    /// callers that show a page of them resolve each as they go. `NameUnknown` if the
+    /// repository does not exist.
+    pub async fn tag_names(&self, name: &RepoName) -> Result<Vec<Tag>> {
+        let known = self.dir_exists(&layout::manifests_dir(name)).await?
+            || self.dir_exists(&layout::layers_dir(name)).await?;
+        if !known {
+            return Err(ContentError::NameUnknown(name.clone()));
+        }
+        let mut names: Vec<Tag> = self
+            .list_or_empty(&layout::tags_dir(name))
+            .await?
+            .into_iter()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     /// All tags of a repository, sorted; `NameUnknown` if the repository does not exist.
     /// A tag directory without a current link (left by a crash or a partial copy) names no
     /// manifest and is not listed.
     pub async fn tags(&self, name: &RepoName) -> Result<Vec<Tag>> {
-        let known = self.dir_exists(&layout::manifests_dir(name)).await?
-            || self.dir_exists(&layout::layers_dir(name)).await?;
-        if !known {
-            return Err(ContentError::NameUnknown(name.clone()));
-        }
-        let candidates: Vec<Tag> = self
-            .list_or_empty(&layout::tags_dir(name))
-            .await?
-            .into_iter()
-            .filter_map(|t| t.parse().ok())
-            .collect();
+        let candidates = self.tag_names(name).await?;
         let checks = candidates.into_iter().map(|tag| async move {
             let current = self.exists(&layout::tag_current_link(name, &tag)).await?;
             Ok::<_, ContentError>(current.then_some(tag))

@@ -129,7 +129,9 @@ pub(super) async fn repository(
     if !viewer.may(Action::Pull, name.as_str()) {
         return Err(UiError::NotFound);
     }
-    let tags = ui.0.content.tags(name).await?;
+    // One listing; only the tags on this page are resolved (a stale tag directory shows
+    // without a digest, as a tag whose manifest cannot be read).
+    let tags = ui.0.content.tag_names(name).await?;
     let total = tags.len();
     let offset = (page - 1).saturating_mul(PER_PAGE);
     let host = pull_host(headers);
@@ -183,7 +185,7 @@ async fn tag_row(ui: &UiState, name: &RepoName, tag: Tag, host: &str) -> TagRow 
     match ui.0.summaries.of(content, name, &digest).await {
         Ok(s) => {
             row.bytes = Some(s.total);
-            row.size = human_size(s.total);
+            row.size = s.total_text();
             row.created = s.created.as_deref().map(timestamp);
             row.platforms = s.platforms.join(", ");
         }
@@ -223,7 +225,7 @@ pub(super) async fn reference(
         &m.media_type,
         &m.bytes,
         config_state,
-        summary.as_ref().map(|s| s.total),
+        summary.as_ref().map(|s| s.total_text()),
         &summary
             .as_ref()
             .map(|s| s.children.clone())

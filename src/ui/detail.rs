@@ -177,20 +177,20 @@ pub(crate) enum Config<'a> {
 }
 
 /// Everything a manifest page shows but referrers. `sizes` holds the total size of child
-/// manifests by digest, and `total` this manifest's (see `summary`).
+/// manifests by digest, and `total` this manifest's as shown (see `summary`).
 pub(crate) fn detail(
     digest: &str,
     media_type: &str,
     bytes: &[u8],
     config: Config<'_>,
-    total: Option<u64>,
+    total: Option<String>,
     sizes: &HashMap<String, u64>,
 ) -> Detail {
     let raw = read_manifest(bytes);
     let mut d = Detail {
         digest: digest.to_owned(),
         media_type: media_type.to_owned(),
-        total_size: total.map_or_else(|| "—".to_owned(), human_size),
+        total_size: total.unwrap_or_else(|| "—".to_owned()),
         ..Detail::default()
     };
     let Some(raw) = raw else {
@@ -311,7 +311,7 @@ mod tests {
             "application/vnd.oci.image.manifest.v1+json",
             m.as_bytes(),
             Config::Read(CONFIG.as_bytes()),
-            Some(2510),
+            Some(human_size(2510)),
             &HashMap::new(),
         );
         assert!(d.config.is_some());
@@ -375,7 +375,7 @@ mod tests {
             "x",
             index.as_bytes(),
             Config::None,
-            Some(1),
+            Some(human_size(1)),
             &sizes,
         );
         let platforms: Vec<_> = d.platforms.iter().map(|p| p.platform.as_str()).collect();

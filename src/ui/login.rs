@@ -1,6 +1,7 @@
 //! Signing in and out with the htpasswd users. A sign-in is checked by the API's
 //! [`crate::auth::Authenticator`] (its caches and failed-login limits) and kept in a signed
-//! session cookie (see [`super::session`]); form posts must come from this site.
+//! session cookie (see [`super::session`]) tied to the user's password hash; signing out
+//! revokes the cookie on this process. Form posts must come from this site.
 
 use std::time::SystemTime;
 
@@ -77,7 +78,7 @@ pub(super) async fn submit(State(ui): State<UiState>, req: Request) -> Response 
         Err(resp) => return resp,
     };
     let result = async {
-        if !same_origin(&parts.headers) {
+        if !same_origin(&parts.headers, ui.0.secure) {
             return Err(UiError::Denied(
                 "This form was not sent from a page of this registry.".to_owned(),
             ));
@@ -92,9 +93,12 @@ pub(super) async fn submit(State(ui): State<UiState>, req: Request) -> Response 
         let username = param(&fields, "username").unwrap_or_default();
         let password = param(&fields, "password").unwrap_or_default();
         let next = safe_next(param(&fields, "next"));
-        match auth.verify_login(&username, &password, client).await {
-            Ok(_) => {
-                let value = ui.0.key.session(&username, SystemTime::now());
+        let verified = auth.verify_login(&username, &password, client).await;
+        // The hash as of now: reloaded since the check, the session is stale at once.
+        let hash = auth.password_hash(&username);
+        match verified.and_then(|_| hash.ok_or(AuthError::Unauthorized)) {
+            Ok(hash) => {
+                let value = ui.0.key.session(&username, &hash, SystemTime::now());
                 let mut resp = see_other(&next);
                 let cookie = set_cookie(
                     SESSION_COOKIE,
@@ -144,7 +148,10 @@ pub(super) async fn logout(State(ui): State<UiState>, req: Request) -> Response 
         Ok(begun) => begun,
         Err(resp) => return resp,
     };
-    let result = if same_origin(&parts.headers) {
+    let result = if same_origin(&parts.headers, ui.0.secure) {
+        if let Some(session) = &viewer.session {
+            ui.0.revoked.revoke(session, SystemTime::now());
+        }
         let mut resp = see_other("/");
         ui.set_cookie(
             &mut resp,

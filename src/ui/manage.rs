@@ -6,7 +6,6 @@
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use futures::StreamExt;
 
 use super::pages::{DeletePage, UntagPage, render};
 use super::session::flash_cookie;
@@ -15,8 +14,8 @@ use super::{UiError, UiState, html, see_other};
 use crate::auth::Action;
 use crate::oci::{Digest, Reference, RepoName, Tag};
 
-/// Tag links read at once when finding a manifest's tags.
-const TAG_READS: usize = 16;
+/// Tags named in the flash message of a delete; the rest are counted.
+const TAGS_NAMED: usize = 10;
 
 /// Refuses a viewer who may not delete in `name`.
 fn check(ui: &UiState, viewer: &Viewer, name: &RepoName) -> Result<(), UiError> {
@@ -45,22 +44,31 @@ fn check(ui: &UiState, viewer: &Viewer, name: &RepoName) -> Result<(), UiError> 
     Ok(())
 }
 
-/// The tags of `name` that point at `digest`, sorted.
+/// The tags of `name` that point at `digest`, sorted: one listing and a link read per tag.
 async fn tags_of(ui: &UiState, name: &RepoName, digest: &Digest) -> Result<Vec<String>, UiError> {
-    let content = &ui.0.content;
-    let tags = content.tags(name).await?;
-    let reads: Vec<_> = tags
-        .into_iter()
-        .map(|tag| async move {
-            let points = content.resolve(name, &Reference::Tag(tag.clone())).await;
-            points.ok().filter(|d| d == digest).map(|_| tag.to_string())
-        })
-        .collect();
-    let resolved: Vec<Option<String>> = futures::stream::iter(reads)
-        .buffered(TAG_READS)
-        .collect()
-        .await;
-    Ok(resolved.into_iter().flatten().collect())
+    let tags = ui.0.content.tags_pointing_at(name, digest).await?;
+    Ok(tags.iter().map(ToString::to_string).collect())
+}
+
+/// The flash message of a delete: at most [`TAGS_NAMED`] tags by name, so the cookie stays
+/// small whatever the count.
+fn deleted_message(name: &RepoName, digest: &Digest, tags: &[String]) -> String {
+    let named = tags
+        .iter()
+        .take(TAGS_NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match tags.len() {
+        0 => format!("Deleted the manifest {digest} from {name}."),
+        n if n <= TAGS_NAMED => {
+            format!("Deleted the manifest {digest} from {name}, with the tags {named}.")
+        }
+        n => format!(
+            "Deleted the manifest {digest} from {name}, with the tags {named} and {} more.",
+            n - TAGS_NAMED
+        ),
+    }
 }
 
 pub(super) async fn untag_form(
@@ -137,19 +145,20 @@ pub(super) async fn delete(
     digest: &Digest,
 ) -> Result<Response, UiError> {
     check(ui, viewer, name)?;
-    let tags = tags_of(ui, name, digest).await?;
-    ui.0.content
-        .delete_manifest(name, &Reference::Digest(digest.clone()))
-        .await?;
-    tracing::info!(repository = %name, digest = %digest, tags = ?tags, user = viewer.user().unwrap_or("-"), "deleted a manifest in the web UI");
-    let message = match tags.as_slice() {
-        [] => format!("Deleted the manifest {digest} from {name}."),
-        tags => format!(
-            "Deleted the manifest {digest} from {name}, with the tags {}.",
-            tags.join(", ")
-        ),
-    };
-    Ok(done(ui, viewer, name, &message))
+    let tags: Vec<String> =
+        ui.0.content
+            .delete_manifest_and_tags(name, digest)
+            .await?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    tracing::info!(repository = %name, digest = %digest, tags = tags.len(), user = viewer.user().unwrap_or("-"), "deleted a manifest in the web UI");
+    Ok(done(
+        ui,
+        viewer,
+        name,
+        &deleted_message(name, digest, &tags),
+    ))
 }
 
 /// Back to the repository page, with a flash message.

@@ -66,6 +66,8 @@ struct Inner {
     mirror: Option<Arc<crate::proxy::Mirror>>,
     auth: Option<Arc<Authenticator>>,
     key: SessionKey,
+    /// Sessions signed out on this process.
+    revoked: session::Revoked,
     /// Cookies get `Secure` (the server terminates TLS; behind a proxy, see
     /// `viewer::forwarded_https`).
     secure: bool,
@@ -88,6 +90,7 @@ impl UiState {
             mirror,
             auth,
             key: SessionKey::new(secret),
+            revoked: session::Revoked::default(),
             secure: tls,
             summaries: summary::Summaries::default(),
             tag_counts: mirror::TagCounts::default(),
@@ -105,6 +108,7 @@ impl UiState {
             title: title.into(),
             user: viewer.user().map(str::to_owned),
             sign_in: viewer.may_sign_in(),
+            sign_out: viewer.may_sign_out(),
             flash: viewer.flash.clone(),
             assets: ASSETS.as_str(),
         }
@@ -129,7 +133,8 @@ impl UiState {
             parts.headers.insert(header::HOST, host);
         }
         let client = viewer::client_of(&parts.extensions);
-        match Viewer::identify(self.0.auth.as_ref(), &self.0.key, &parts.headers, client).await {
+        let sessions = (&self.0.key, &self.0.revoked);
+        match Viewer::identify(self.0.auth.as_ref(), sessions, &parts.headers, client).await {
             Ok(mut viewer) => {
                 viewer.secure = self.0.secure || viewer::forwarded_https(&parts.headers);
                 Ok((viewer, parts, body))
@@ -403,7 +408,7 @@ async fn repository_post(State(ui): State<UiState>, req: Request) -> Response {
         Err(resp) => return resp,
     };
     let rest = parts.uri.path().strip_prefix("/r/").unwrap_or("");
-    let result = if !viewer::same_origin(&parts.headers) {
+    let result = if !viewer::same_origin(&parts.headers, ui.0.secure) {
         Err(UiError::Denied(
             "This form was not sent from a page of this registry.".to_owned(),
         ))

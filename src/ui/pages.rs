@@ -14,6 +14,8 @@ pub(crate) struct Chrome {
     pub(crate) user: Option<String>,
     /// Offer to sign in (auth is configured and nobody is).
     pub(crate) sign_in: bool,
+    /// Offer to sign out (signed in with the session cookie, not Basic credentials).
+    pub(crate) sign_out: bool,
     pub(crate) flash: Option<String>,
     /// The assets' version, for their URLs (they are cached for a year).
     pub(crate) assets: &'static str,
@@ -85,9 +87,10 @@ pub(crate) struct ResultsFragment {
     pub(crate) results: Results,
 }
 
-/// What a mirror caches, per upstream.
+/// What a mirror caches, per upstream. The hit ratios count every repository's requests:
+/// `None` (no column either) unless the viewer may pull every repository.
 pub(crate) struct MirrorView {
-    pub(crate) hit_ratio: String,
+    pub(crate) hit_ratio: Option<String>,
     pub(crate) upstreams: Vec<UpstreamRow>,
 }
 
@@ -98,7 +101,7 @@ pub(crate) struct UpstreamRow {
     pub(crate) bytes: u64,
     pub(crate) bytes_text: String,
     pub(crate) last_pulled: String,
-    pub(crate) hit_ratio: String,
+    pub(crate) hit_ratio: Option<String>,
 }
 
 #[derive(Template)]
@@ -339,6 +342,7 @@ mod tests {
             title: "T".into(),
             user: None,
             sign_in: true,
+            sign_out: false,
             flash: Some("<b>flash</b>".into()),
             assets: "v1",
         }
@@ -433,8 +437,12 @@ mod tests {
         assert!(html.contains(r#"<p id="not-found">gone</p>"#));
         assert!(html.contains(r#"<meta name="color-scheme" content="light dark">"#));
         c.user = Some("alice".into());
+        c.sign_in = false;
         let html = page(&c);
         assert!(html.contains(r#"<span id="user">alice</span>"#));
+        assert!(!html.contains("sign-out"), "Basic credentials: no sign-out");
+        c.sign_out = true;
+        let html = page(&c);
         assert!(html.contains(r#"<button id="sign-out" type="submit">"#));
         assert!(!html.contains("id=\"sign-in\""));
         c.user = None;

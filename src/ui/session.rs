@@ -1,8 +1,12 @@
-//! The web UI's cookies: a signed session (user name and expiry) and a signed one-shot
-//! flash message, both HMAC-SHA256 under a [`SessionKey`] derived from `http.secret` (so
-//! replicas sharing it accept each other's cookies) or random per process. Pure: the clock
-//! is passed in. Only [`super`] calls it.
+//! The web UI's cookies: a signed session (user name, expiry, a nonce, and a fingerprint of
+//! the user's password hash, so a password change ends it) and a signed one-shot flash message, both
+//! HMAC-SHA256 under a [`SessionKey`] derived from `http.secret` (so replicas sharing it
+//! accept each other's cookies) or random per process; and the sessions signed out on this
+//! process ([`Revoked`]). Pure but for that set's lock: the clock is passed in. Only
+//! [`super`] calls it.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -18,6 +22,8 @@ pub(crate) const FLASH_COOKIE: &str = "dockyard_flash";
 pub(crate) const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// How long a flash message waits for the page it is meant for.
 const FLASH_LIFETIME: Duration = Duration::from_secs(60);
+/// Signed-out sessions remembered at most (the soonest to expire go first beyond it).
+const MAX_REVOKED: usize = 50_000;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -63,18 +69,41 @@ impl SessionKey {
         Some(payload)
     }
 
-    /// A session cookie value for `user`, valid for [`SESSION_LIFETIME`] from `now`.
-    pub(crate) fn session(&self, user: &str, now: SystemTime) -> String {
-        let expires = unix(now) + SESSION_LIFETIME.as_secs();
-        self.sign("session", &format!("{expires}:{user}"))
+    /// What a session carries of the password hash it was signed in with: the first 8 bytes
+    /// of an HMAC of it (the hash itself never goes into a cookie).
+    pub(crate) fn fingerprint(&self, password_hash: &str) -> String {
+        hex::encode(&mac(&self.0, &[b"pw-fingerprint", password_hash.as_bytes()])[..8])
     }
 
-    /// The user a session cookie names, if it is genuine and not expired at `now`.
-    pub(crate) fn session_user(&self, value: &str, now: SystemTime) -> Option<String> {
+    /// A session cookie value for `user`, whose password hash is `password_hash`, valid for
+    /// [`SESSION_LIFETIME`] from `now`. A random nonce makes each sign-in's cookie its own,
+    /// so signing out of one leaves the others.
+    pub(crate) fn session(&self, user: &str, password_hash: &str, now: SystemTime) -> String {
+        let expires = unix(now) + SESSION_LIFETIME.as_secs();
+        let fingerprint = self.fingerprint(password_hash);
+        let nonce = &uuid::Uuid::new_v4().simple().to_string()[..16];
+        self.sign(
+            "session",
+            &format!("{expires}:{fingerprint}:{nonce}:{user}"),
+        )
+    }
+
+    /// The session a cookie carries, if it is genuine and not expired at `now`. Whether its
+    /// password is still the user's is the caller's to check ([`Session::fingerprint`]).
+    pub(crate) fn open_session(&self, value: &str, now: SystemTime) -> Option<Session> {
         let payload = self.open("session", value)?;
-        let (expires, user) = payload.split_once(':')?;
-        let live = expires.parse::<u64>().ok()? > unix(now);
-        (live && !user.is_empty()).then(|| user.to_owned())
+        let (expires, rest) = payload.split_once(':')?;
+        let (fingerprint, rest) = rest.split_once(':')?;
+        let (_nonce, user) = rest.split_once(':')?;
+        let expires = expires.parse::<u64>().ok()?;
+        let live = expires > unix(now);
+        let signature = value.split_once('.')?.1.to_owned();
+        (live && !user.is_empty()).then(|| Session {
+            user: user.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            expires,
+            signature,
+        })
     }
 
     /// A flash cookie value carrying `message`.
@@ -88,6 +117,54 @@ impl SessionKey {
         let payload = self.open("flash", value)?;
         let (expires, message) = payload.split_once(':')?;
         (expires.parse::<u64>().ok()? > unix(now)).then(|| message.to_owned())
+    }
+}
+
+/// A genuine, live session cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Session {
+    pub(crate) user: String,
+    /// [`SessionKey::fingerprint`] of the password hash it was signed in with.
+    pub(crate) fingerprint: String,
+    /// Unix seconds.
+    expires: u64,
+    /// The cookie's signature: what [`Revoked`] remembers.
+    signature: String,
+}
+
+/// Sessions signed out on this process, remembered until they expire, so a copy of the
+/// cookie is refused here too. Other replicas do not learn of it.
+#[derive(Default)]
+pub(crate) struct Revoked(Mutex<HashMap<String, u64>>);
+
+impl Revoked {
+    pub(crate) fn revoke(&self, session: &Session, now: SystemTime) {
+        let mut revoked = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if revoked.len() >= MAX_REVOKED {
+            let now = unix(now);
+            revoked.retain(|_, expires| *expires > now);
+        }
+        while revoked.len() >= MAX_REVOKED {
+            let soonest = revoked
+                .iter()
+                .min_by_key(|(_, expires)| **expires)
+                .map(|(signature, _)| signature.clone());
+            match soonest {
+                Some(signature) => revoked.remove(&signature),
+                None => break,
+            };
+        }
+        revoked.insert(session.signature.clone(), session.expires);
+    }
+
+    pub(crate) fn contains(&self, session: &Session) -> bool {
+        let revoked = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        revoked.contains_key(&session.signature)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
@@ -139,36 +216,89 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
+    fn user_of(key: &SessionKey, cookie: &str, now: SystemTime) -> Option<String> {
+        key.open_session(cookie, now).map(|s| s.user)
+    }
+
     #[test]
     fn sessions_hold_until_they_expire() {
         let key = SessionKey::new(Some("s3cret"));
-        let cookie = key.session("alice", at(1000));
-        assert_eq!(
-            key.session_user(&cookie, at(1001)).as_deref(),
-            Some("alice")
-        );
+        let cookie = key.session("alice", "$2y$hash", at(1000));
+        assert_eq!(user_of(&key, &cookie, at(1001)).as_deref(), Some("alice"));
         let end = 1000 + SESSION_LIFETIME.as_secs();
         assert_eq!(
-            key.session_user(&cookie, at(end - 1)).as_deref(),
+            user_of(&key, &cookie, at(end - 1)).as_deref(),
             Some("alice")
         );
-        assert_eq!(key.session_user(&cookie, at(end)), None);
+        assert_eq!(user_of(&key, &cookie, at(end)), None);
+    }
+
+    #[test]
+    fn sessions_carry_a_fingerprint_of_the_password_hash_not_the_hash() {
+        let key = SessionKey::new(Some("s3cret"));
+        let cookie = key.session("alice", "$2y$04$first", at(1000));
+        let session = key.open_session(&cookie, at(1001)).unwrap();
+        assert_eq!(session.fingerprint, key.fingerprint("$2y$04$first"));
+        assert_ne!(session.fingerprint, key.fingerprint("$2y$04$second"));
+        assert_eq!(session.fingerprint.len(), 16);
+        let (payload, _) = cookie.split_once('.').unwrap();
+        let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert!(!payload.contains("first"), "{payload}");
+        // Another key, another fingerprint: it tells nothing across deployments.
+        let other = SessionKey::new(Some("other"));
+        assert_ne!(other.fingerprint("$2y$04$first"), session.fingerprint);
+        // A cookie of the old form (expires:user) is no session.
+        let old = key.sign("session", "99999999999:alice");
+        assert_eq!(key.open_session(&old, at(1001)), None);
+        // Each sign-in is its own session, even in the same second.
+        assert_ne!(
+            key.session("alice", "$2y$04$first", at(1000)),
+            key.session("alice", "$2y$04$first", at(1000))
+        );
+    }
+
+    #[test]
+    fn signed_out_sessions_are_remembered_until_they_expire_within_a_bound() {
+        let key = SessionKey::new(None);
+        let revoked = Revoked::default();
+        let a = key
+            .open_session(&key.session("a", "h", at(0)), at(1))
+            .unwrap();
+        let b = key
+            .open_session(&key.session("b", "h", at(10)), at(11))
+            .unwrap();
+        revoked.revoke(&a, at(1));
+        assert!(revoked.contains(&a) && !revoked.contains(&b));
+        // Full: the expired go, then the soonest to expire.
+        {
+            let mut set = revoked.0.lock().unwrap();
+            for i in 0..MAX_REVOKED as u64 - 1 {
+                set.insert(format!("x{i}"), 5 + i);
+            }
+        }
+        assert_eq!(revoked.len(), MAX_REVOKED);
+        revoked.revoke(&b, at(100));
+        assert!(revoked.contains(&b) && revoked.contains(&a));
+        assert_eq!(revoked.len(), MAX_REVOKED - 95);
     }
 
     #[test]
     fn forged_or_foreign_cookies_are_refused() {
         let key = SessionKey::new(Some("s3cret"));
-        let cookie = key.session("alice", at(1000));
+        let cookie = key.session("alice", "h", at(1000));
         let (_, tag) = cookie.split_once('.').unwrap();
-        let forged = format!("{}.{tag}", URL_SAFE_NO_PAD.encode("99999999999:admin"));
-        assert_eq!(key.session_user(&forged, at(1001)), None);
-        assert_eq!(key.session_user("garbage", at(1001)), None);
-        assert_eq!(key.session_user("a.b", at(1001)), None);
+        let forged = format!(
+            "{}.{tag}",
+            URL_SAFE_NO_PAD.encode("99999999999:00:00:admin")
+        );
+        assert_eq!(user_of(&key, &forged, at(1001)), None);
+        assert_eq!(user_of(&key, "garbage", at(1001)), None);
+        assert_eq!(user_of(&key, "a.b", at(1001)), None);
         let other = SessionKey::new(Some("another"));
-        assert_eq!(other.session_user(&cookie, at(1001)), None);
+        assert_eq!(user_of(&other, &cookie, at(1001)), None);
         // A flash cookie is not a session, and vice versa.
-        let flash = key.flash("alice", at(1000));
-        assert_eq!(key.session_user(&flash, at(1001)), None);
+        let flash = key.flash("1:alice", at(1000));
+        assert_eq!(user_of(&key, &flash, at(1001)), None);
         assert_eq!(key.flash_message(&cookie, at(1001)), None);
     }
 
@@ -176,11 +306,11 @@ mod tests {
     fn a_shared_secret_is_shared_and_no_secret_is_random() {
         let a = SessionKey::new(Some("s3cret"));
         let b = SessionKey::new(Some("s3cret"));
-        let cookie = a.session("bob", at(5));
-        assert_eq!(b.session_user(&cookie, at(6)).as_deref(), Some("bob"));
+        let cookie = a.session("bob", "h", at(5));
+        assert_eq!(user_of(&b, &cookie, at(6)).as_deref(), Some("bob"));
         let r1 = SessionKey::new(None);
         let r2 = SessionKey::new(None);
-        assert_eq!(r2.session_user(&r1.session("bob", at(5)), at(6)), None);
+        assert_eq!(user_of(&r2, &r1.session("bob", "h", at(5)), at(6)), None);
     }
 
     #[test]

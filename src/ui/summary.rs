@@ -1,7 +1,9 @@
 //! Per-manifest summaries for the repository page: total compressed size (config + layers of
 //! an image, the sum of its children for an index), creation time from the image config, and
 //! platforms. Read from the local content only (a mirror's cache, never its upstream), and
-//! kept in a small cache by digest, since a digest's content never changes.
+//! kept in a cache by digest bounded by its approximate size, since a digest's content never
+//! changes. An index reads at most [`CHILDREN_READ`] of its children; beyond them its
+//! descriptors' sizes count, and the total is a lower bound.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -13,10 +15,14 @@ use super::detail::{self, MAX_CONFIG_BYTES, RawDescriptor, RawManifest};
 use crate::content::{Content, Result};
 use crate::oci::{Digest, Reference, RepoName};
 
-/// Summaries kept; a repository page shows 50 tags, an index has a handful of children.
-const CAPACITY: usize = 4096;
+/// The cache's approximate size limit.
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
+/// What an entry costs in the cache besides its strings.
+const ENTRY_OVERHEAD: usize = 160;
 /// Child manifests of an index read at once.
 const CHILDREN_AT_ONCE: usize = 4;
+/// Child manifests of an index read at most; the rest count with their descriptor's size.
+pub(crate) const CHILDREN_READ: usize = 64;
 
 /// What a repository page shows about a manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,8 +33,10 @@ pub(crate) struct Summary {
     pub(crate) created: Option<String>,
     /// `os/arch[/variant]`: the config's for an image, the runnable entries of an index.
     pub(crate) platforms: Vec<String>,
-    /// Total sizes of an index's children, by digest.
+    /// Total sizes of an index's children that were read, by digest.
     pub(crate) children: HashMap<String, u64>,
+    /// `total` counts some children by their manifest's size only: it is a lower bound.
+    pub(crate) lower_bound: bool,
     /// Something was not stored here (a mirror's partial cache): not cached then.
     pub(crate) partial: bool,
 }
@@ -44,6 +52,27 @@ struct Cached {
     by_digest: HashMap<Digest, Arc<Summary>>,
     /// Insertion order, oldest first: the first to go.
     order: VecDeque<Digest>,
+    /// The approximate size of the entries.
+    bytes: usize,
+}
+
+impl Summary {
+    /// The total as shown: "≥ " before a lower bound.
+    pub(crate) fn total_text(&self) -> String {
+        let size = super::pages::human_size(self.total);
+        if self.lower_bound {
+            format!("≥ {size}")
+        } else {
+            size
+        }
+    }
+
+    /// Roughly what the summary (and its digest key) take in memory.
+    fn approximate_bytes(&self) -> usize {
+        let strings: usize = self.platforms.iter().map(|p| p.len() + 24).sum();
+        let children: usize = self.children.keys().map(|k| k.len() + 64).sum();
+        ENTRY_OVERHEAD + self.created.as_ref().map_or(0, String::len) + strings + children
+    }
 }
 
 impl Summaries {
@@ -52,19 +81,35 @@ impl Summaries {
         cache.by_digest.get(digest).cloned()
     }
 
-    fn put(&self, digest: &Digest, summary: Arc<Summary>) {
+    pub(super) fn put(&self, digest: &Digest, summary: Arc<Summary>) {
         if summary.partial {
             return;
         }
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.by_digest.insert(digest.clone(), summary).is_none() {
-            cache.order.push_back(digest.clone());
+        let size = summary.approximate_bytes();
+        if size > CACHE_BYTES {
+            return;
         }
-        while cache.order.len() > CAPACITY {
-            if let Some(old) = cache.order.pop_front() {
-                cache.by_digest.remove(&old);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.by_digest.insert(digest.clone(), summary) {
+            Some(old) => cache.bytes -= old.approximate_bytes(),
+            None => cache.order.push_back(digest.clone()),
+        }
+        cache.bytes += size;
+        while cache.bytes > CACHE_BYTES {
+            let Some(old) = cache.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = cache.by_digest.remove(&old) {
+                cache.bytes -= gone.approximate_bytes();
             }
         }
+    }
+
+    /// The cache's approximate size and entries (for tests).
+    #[cfg(test)]
+    pub(crate) fn footprint(&self) -> (usize, usize) {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        (cache.bytes, cache.by_digest.len())
     }
 
     /// The summary of manifest `digest` of `name`.
@@ -94,16 +139,20 @@ impl Summaries {
     }
 
     async fn index(&self, content: &Content, name: &RepoName, raw: &RawManifest) -> Summary {
-        let children = raw.manifests.clone().unwrap_or_default();
+        let children = raw.manifests.as_deref().unwrap_or_default();
         let reads: Vec<_> = children
             .iter()
+            .take(CHILDREN_READ)
             .map(|c| self.child(content, name, c))
             .collect();
         let read = futures::stream::iter(reads)
             .buffered(CHILDREN_AT_ONCE)
             .collect::<Vec<_>>()
             .await;
-        let mut summary = Summary::default();
+        let mut summary = Summary {
+            lower_bound: children.len() > CHILDREN_READ,
+            ..Summary::default()
+        };
         for (c, child) in children.iter().zip(read) {
             let (total, created) = match child {
                 Some(s) => {
@@ -118,15 +167,21 @@ impl Summaries {
             summary.total += total;
             summary.children.insert(c.digest.clone(), total);
             summary.created = summary.created.max(created);
-            if let Some(p) = c.platform.as_ref().filter(|p| p.is_runnable()) {
-                summary.platforms.push(p.text());
-            }
         }
+        for c in children.iter().skip(CHILDREN_READ) {
+            summary.total += c.size;
+        }
+        summary.platforms = children
+            .iter()
+            .filter_map(|c| c.platform.as_ref().filter(|p| p.is_runnable()))
+            .map(|p| p.text())
+            .collect();
         summary
     }
 
     /// An index's child: an image is summarised (and cached), a nested index counts as its
-    /// own size. `None` when it is not stored here.
+    /// own size. `None` when it is not stored in this repository (whatever the cache holds
+    /// from another).
     async fn child(
         &self,
         content: &Content,
@@ -134,13 +189,13 @@ impl Summaries {
         c: &RawDescriptor,
     ) -> Option<Arc<Summary>> {
         let digest: Digest = c.digest.parse().ok()?;
+        let reference = Reference::Digest(digest.clone());
         if let Some(hit) = self.get(&digest) {
+            // The cache is by digest alone: the child must be in this repository too.
+            content.resolve(name, &reference).await.ok()?;
             return Some(hit);
         }
-        let m = content
-            .get_manifest(name, &Reference::Digest(digest.clone()))
-            .await
-            .ok()?;
+        let m = content.get_manifest(name, &reference).await.ok()?;
         let summary = match detail::read_manifest(&m.bytes) {
             Some(raw) if raw.config.is_some() => image(content, name, &raw).await,
             _ => Summary {

@@ -9,5 +9,11 @@ mod browse;
 mod manage;
 #[path = "tests/mirror.rs"]
 mod mirror;
+#[path = "tests/probe.rs"]
+mod probe;
+#[path = "tests/scale.rs"]
+mod scale;
+#[path = "tests/sessions.rs"]
+mod sessions;
 #[path = "tests/support.rs"]
 mod support;

@@ -1,7 +1,8 @@
 //! Who is looking at a page, and whether a form post came from this site. A viewer is
 //! identified as the API identifies callers ([`crate::auth::Authenticator`]): Basic
-//! credentials, or the UI's session cookie for a user the htpasswd file still has; nobody
-//! else is anonymous. What a viewer may see and do is the API's policy, unchanged.
+//! credentials, or the UI's session cookie for a user the htpasswd file still has with the
+//! same password, not signed out here; nobody else is anonymous. What a viewer may see and
+//! do is the API's policy, unchanged.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::SystemTime;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, header};
 
-use super::session::{FLASH_COOKIE, SESSION_COOKIE, SessionKey, cookie};
+use super::session::{FLASH_COOKIE, Revoked, SESSION_COOKIE, Session, SessionKey, cookie};
 use crate::auth::{Action, AuthError, Authenticator, Identity};
 
 /// The person behind a request.
@@ -21,6 +22,9 @@ pub(crate) struct Viewer {
     pub(crate) flash: Option<String>,
     /// The session cookie named a user that is gone or was forged: clear it.
     pub(crate) stale_session: bool,
+    /// The session cookie that identified the viewer (not Basic credentials): signing out
+    /// ends it.
+    pub(crate) session: Option<Session>,
     /// The browser speaks HTTPS to us (or to the proxy in front): cookies get `Secure`.
     pub(crate) secure: bool,
 }
@@ -29,7 +33,7 @@ impl Viewer {
     /// Identifies the viewer. Wrong Basic credentials are an error, as in the API.
     pub(crate) async fn identify(
         auth: Option<&Arc<Authenticator>>,
-        key: &SessionKey,
+        (key, revoked): (&SessionKey, &Revoked),
         headers: &HeaderMap,
         client: Option<IpAddr>,
     ) -> Result<Viewer, AuthError> {
@@ -46,6 +50,7 @@ impl Viewer {
             auth: auth.cloned(),
             flash,
             stale_session: false,
+            session: None,
             secure: false,
         };
         let Some(auth) = auth else {
@@ -56,8 +61,11 @@ impl Viewer {
             return Ok(viewer);
         }
         if let Some(value) = cookie(&cookies, SESSION_COOKIE).filter(|v| !v.is_empty()) {
-            match key.session_user(value, now) {
-                Some(user) if auth.has_user(&user) => viewer.identity = Identity::User(user),
+            match key.open_session(value, now) {
+                Some(session) if !revoked.contains(&session) && current(auth, key, &session) => {
+                    viewer.identity = Identity::User(session.user.clone());
+                    viewer.session = Some(session);
+                }
                 _ => viewer.stale_session = true,
             }
         }
@@ -71,6 +79,7 @@ impl Viewer {
             auth,
             flash: None,
             stale_session: false,
+            session: None,
             secure: false,
         }
     }
@@ -82,12 +91,26 @@ impl Viewer {
             .is_none_or(|a| a.authorize(&self.identity, action, repository).is_ok())
     }
 
+    /// Whether the viewer may pull every repository, present and future (everyone may
+    /// without auth; see [`crate::auth::Policy::allows_everywhere`]).
+    pub(crate) fn may_pull_everything(&self) -> bool {
+        self.auth
+            .as_ref()
+            .is_none_or(|a| a.policy().allows_everywhere(&self.identity, Action::Pull))
+    }
+
     /// The signed-in user's name.
     pub(crate) fn user(&self) -> Option<&str> {
         match &self.identity {
             Identity::User(u) => Some(u),
             Identity::Anonymous => None,
         }
+    }
+
+    /// Signed in with a session cookie, which signing out can end (Basic credentials
+    /// cannot be signed out of).
+    pub(crate) fn may_sign_out(&self) -> bool {
+        self.session.is_some()
     }
 
     /// Auth is configured and nobody is signed in.
@@ -103,6 +126,12 @@ impl Viewer {
                 .as_ref()
                 .is_some_and(|a| !a.policy().anonymous_allowed())
     }
+}
+
+/// Whether a session's user still has the password it was signed in with.
+fn current(auth: &Authenticator, key: &SessionKey, session: &Session) -> bool {
+    auth.password_hash(&session.user)
+        .is_some_and(|hash| key.fingerprint(&hash) == session.fingerprint)
 }
 
 /// The client's address, when the server recorded it.
@@ -135,17 +164,34 @@ pub(crate) fn forwarded_https(headers: &HeaderMap) -> bool {
         .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
 }
 
+/// The scheme the browser used, when known: a proxy's `X-Forwarded-Proto`, else `https`
+/// when the server terminates TLS. A plain server without that header may sit behind a
+/// proxy that terminates TLS and says nothing: unknown.
+fn browser_scheme(headers: &HeaderMap, tls: bool) -> Option<String> {
+    let forwarded = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|p| p.trim().to_ascii_lowercase())
+        .filter(|p| p == "http" || p == "https");
+    forwarded.or_else(|| tls.then(|| "https".to_owned()))
+}
+
 /// Whether a form post comes from a page of this site: its `Origin` (or, without one, its
-/// `Referer`) names the host the request was sent to. Cross-site posts, and posts that say
+/// `Referer`) names the host the request was sent to, and the scheme the browser used when
+/// that is known (`tls`: the server terminates TLS). Cross-site posts, and posts that say
 /// nothing of where they come from, are refused.
-pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap, tls: bool) -> bool {
     let source = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))
         .and_then(|v| v.to_str().ok());
-    let Some(authority) = source.and_then(authority_of) else {
+    let Some((scheme, authority)) = source.and_then(origin_of) else {
         return false;
     };
+    if browser_scheme(headers, tls).is_some_and(|s| s != scheme) {
+        return false;
+    }
     let hosts = [headers.get(header::HOST), headers.get("x-forwarded-host")];
     hosts
         .into_iter()
@@ -155,13 +201,14 @@ pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
         .any(|h| h.trim().eq_ignore_ascii_case(authority))
 }
 
-/// `host[:port]` of an `http(s)://` URL.
-fn authority_of(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
+/// The scheme (`http` or `https`, lowercase) and `host[:port]` of an `http(s)://` URL.
+fn origin_of(url: &str) -> Option<(&'static str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = ["https", "http"]
+        .into_iter()
+        .find(|s| s.eq_ignore_ascii_case(scheme))?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    Some(&rest[..end]).filter(|a| !a.is_empty())
+    Some((scheme, &rest[..end])).filter(|(_, a)| !a.is_empty())
 }
 
 #[cfg(test)]
@@ -177,43 +224,50 @@ mod tests {
         h
     }
 
+    fn same_origin_plain(h: &HeaderMap) -> bool {
+        same_origin(h, false)
+    }
+
     #[test]
     fn posts_must_come_from_this_site() {
         let host = ("host", "registry.test:5000");
-        assert!(same_origin(&headers(&[
+        assert!(same_origin_plain(&headers(&[
             host,
             ("origin", "http://registry.test:5000")
         ])));
-        assert!(same_origin(&headers(&[
+        assert!(same_origin_plain(&headers(&[
             host,
             ("origin", "https://REGISTRY.test:5000")
         ])));
-        assert!(same_origin(&headers(&[
+        assert!(same_origin_plain(&headers(&[
             host,
             ("referer", "http://registry.test:5000/r/app?x=1")
         ])));
-        assert!(!same_origin(&headers(&[
+        assert!(!same_origin_plain(&headers(&[
             host,
             ("origin", "http://evil.test")
         ])));
-        assert!(!same_origin(&headers(&[host, ("origin", "null")])));
-        assert!(!same_origin(&headers(&[
+        assert!(!same_origin_plain(&headers(&[host, ("origin", "null")])));
+        assert!(!same_origin_plain(&headers(&[
             host,
             ("origin", "http://registry.test")
         ])));
-        assert!(!same_origin(&headers(&[
+        assert!(!same_origin_plain(&headers(&[
             host,
             ("referer", "http://registry.test:5000.evil/")
         ])));
-        assert!(!same_origin(&headers(&[host])), "no Origin, no Referer");
+        assert!(
+            !same_origin_plain(&headers(&[host])),
+            "no Origin, no Referer"
+        );
         // An Origin present wins over a Referer.
-        assert!(!same_origin(&headers(&[
+        assert!(!same_origin_plain(&headers(&[
             host,
             ("origin", "http://evil.test"),
             ("referer", "http://registry.test:5000/")
         ])));
         // Behind a proxy that rewrites Host.
-        assert!(same_origin(&headers(&[
+        assert!(same_origin_plain(&headers(&[
             ("host", "10.0.0.5:5000"),
             ("x-forwarded-host", "registry.example.com"),
             ("origin", "https://registry.example.com")

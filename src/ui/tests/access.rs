@@ -137,9 +137,14 @@ async fn signing_in_sets_a_strict_cookie_and_a_wrong_password_is_401() {
     }
     assert!(!set.contains("Secure"), "plain HTTP here");
     let proxied = ui
-        .post(
+        .send(
+            axum::http::Method::POST,
             "/-/login",
-            &[("x-forwarded-proto", "https")],
+            &[
+                ("origin", "https://registry.test:5000"),
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-forwarded-proto", "https"),
+            ],
             "username=alice&password=alice-pw",
         )
         .await;
@@ -211,6 +216,7 @@ async fn a_session_ends_with_its_user_and_on_sign_out() {
             .contains("dockyard_session=; Max-Age=0")
     );
     // The user removed from htpasswd: the session no longer works.
+    let cookie = ui.sign_in("alice").await;
     let kept = crate::auth::htpasswd_line("admin", "admin-pw", 4).unwrap();
     std::fs::write(ui.htpasswd(), kept).unwrap();
     ui.auth.as_ref().unwrap().reload().unwrap();

@@ -166,3 +166,24 @@ async fn only_users_with_the_delete_right_get_delete_controls() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert!(ui.tags("public/app").await.is_empty());
 }
+
+#[tokio::test]
+async fn deleting_a_manifest_with_many_tags_names_ten_in_the_flash() {
+    let ui = Ui::new(true).await;
+    let tags: Vec<String> = (0..15).map(|i| format!("t{i:02}")).collect();
+    let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let digest = ui.image("app", &tag_refs).await;
+    let done = ui.post(&format!("/r/app/-/{digest}/delete"), &[], "").await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    let flash = done.cookie("dockyard_flash").expect("a flash cookie");
+    let page = ui.get_as("/r/app", &[("cookie", &flash)]).await;
+    let named = tags[..10].join(", ");
+    assert!(
+        page.has(&format!(
+            r#"<p id="flash" role="status">Deleted the manifest {digest} from app, with the tags {named} and 5 more.</p>"#
+        )),
+        "{}",
+        page.body
+    );
+    assert!(!page.has("t10") && !page.has("t14"));
+}

@@ -17,6 +17,7 @@ use crate::oci::{Algorithm, Digest, Reference, RepoName, Tag};
 use crate::proxy::metrics::ProxyMetrics;
 use crate::proxy::{Mirror, Settings};
 use crate::registry::{AppState, http::UrlBase, router_with_pages};
+use crate::storage::Driver;
 use crate::storage::memory::MemoryDriver;
 use crate::ui::{UiState, router};
 
@@ -30,6 +31,8 @@ pub struct Ui {
     router: axum::Router,
     pub content: Content,
     pub auth: Option<Arc<Authenticator>>,
+    /// The UI's state, when it is enabled.
+    pub state: Option<UiState>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -113,42 +116,64 @@ impl Ui {
         dir: Option<tempfile::TempDir>,
         enabled: bool,
     ) -> Ui {
+        let driver = Arc::new(MemoryDriver::new());
+        Ui::build_on(driver, delete_enabled, auth, dir, enabled).await
+    }
+
+    /// A registry with delete enabled over `driver`, without auth.
+    pub async fn on(driver: Arc<dyn Driver>) -> Ui {
+        Ui::build_on(driver, true, None, None, true).await
+    }
+
+    pub async fn build_on(
+        driver: Arc<dyn Driver>,
+        delete_enabled: bool,
+        auth: Option<Arc<Authenticator>>,
+        dir: Option<tempfile::TempDir>,
+        enabled: bool,
+    ) -> Ui {
         let options = ContentOptions {
             delete_enabled,
             ..ContentOptions::default()
         };
-        let content = Content::new(Arc::new(MemoryDriver::new()), options);
+        let content = Content::new(driver, options);
         content.load_names().await.unwrap();
         let state = AppState {
             store: Arc::new(content.clone()),
             urls: UrlBase::default(),
             auth: auth.clone(),
         };
-        let pages = match enabled {
-            true => router(UiState::new(
-                content.clone(),
-                None,
-                auth.clone(),
-                Some("k"),
-                false,
-            )),
-            false => axum::Router::new(),
+        let ui =
+            enabled.then(|| UiState::new(content.clone(), None, auth.clone(), Some("k"), false));
+        let pages = match &ui {
+            Some(ui) => router(ui.clone()),
+            None => axum::Router::new(),
         };
         Ui {
             router: router_with_pages(state, pages),
             content,
             auth,
+            state: ui,
             _dir: dir,
         }
     }
 
     /// A mirror of docker.io and ghcr.io (never contacted: the tests read what is cached).
     pub async fn mirror() -> (Ui, Arc<Mirror>, Arc<ProxyMetrics>) {
+        Ui::mirror_on(Arc::new(MemoryDriver::new()), None).await
+    }
+
+    /// A mirror over `driver`, with `auth` (and the directory of its htpasswd file).
+    pub async fn mirror_on(
+        driver: Arc<dyn Driver>,
+        auth: Option<(Arc<Authenticator>, tempfile::TempDir)>,
+    ) -> (Ui, Arc<Mirror>, Arc<ProxyMetrics>) {
+        let (auth, dir) = auth.unzip();
         let options = ContentOptions {
             delete_enabled: true,
             ..ContentOptions::default()
         };
-        let content = Content::new(Arc::new(MemoryDriver::new()), options);
+        let content = Content::new(driver, options);
         content.load_names().await.unwrap();
         let upstream = |host: &str| UpstreamConfig {
             host: host.into(),
@@ -164,14 +189,21 @@ impl Ui {
         let state = AppState {
             store: mirror.clone(),
             urls: UrlBase::default(),
-            auth: None,
+            auth: auth.clone(),
         };
-        let ui = UiState::new(content.clone(), Some(mirror.clone()), None, None, false);
+        let ui = UiState::new(
+            content.clone(),
+            Some(mirror.clone()),
+            auth.clone(),
+            None,
+            false,
+        );
         let ui = Ui {
-            router: router_with_pages(state, router(ui)),
+            router: router_with_pages(state, router(ui.clone())),
             content,
-            auth: None,
-            _dir: None,
+            auth,
+            state: Some(ui),
+            _dir: dir,
         };
         (ui, mirror, metrics)
     }

@@ -1538,3 +1538,156 @@ fn the_ui_can_be_turned_off_and_v2_is_untouched() {
         Some("registry/2.0")
     );
 }
+
+/// The `name=value` of the session cookie a successful `POST /-/login` sets.
+fn login_cookie(server: &Server, user: &str, password: &str) -> (Response, String) {
+    let origin = url(server, "");
+    let body = format!("username={user}&password={password}");
+    let resp = send(
+        server,
+        "POST",
+        "/-/login",
+        None,
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Origin", &origin),
+        ],
+        body.as_bytes(),
+    );
+    let cookie = resp
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| v.split(';').next().unwrap_or_default().to_string())
+        .find(|c| !c.ends_with('='))
+        .unwrap_or_default();
+    (resp, cookie)
+}
+
+#[test]
+fn sessions_are_guarded_and_forms_need_rights() {
+    let tmp = TempDir::new().unwrap();
+    let server = auth_fixture(tmp.path());
+    let origin = url(&server, "");
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+
+    let (resp, cookie) = login_cookie(&server, "alice", "alice-pass");
+    assert!(
+        resp.status == 303 || resp.status == 302,
+        "a good login redirects: {} {}",
+        resp.status,
+        resp.text()
+    );
+    let set = resp
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .find(|v| v.contains("httponly"))
+        .unwrap_or_else(|| panic!("no HttpOnly session cookie: {:?}", resp.headers));
+    assert!(
+        set.contains("samesite"),
+        "session cookie without SameSite: {set}"
+    );
+    assert!(!cookie.is_empty());
+
+    // The session shows alice's repositories, and only them.
+    let page = send(&server, "GET", "/", None, &[("Cookie", &cookie)], &[]).text();
+    assert_eq!(repo_links(&page), ["team-a/app", "team-a/web"]);
+    // A forged or altered cookie is nobody.
+    let forged = format!("{cookie}x");
+    let page = send(&server, "GET", "/", None, &[("Cookie", &forged)], &[]).text();
+    assert!(
+        repo_links(&page).is_empty(),
+        "an altered cookie still signs in"
+    );
+
+    // alice may not untag or delete, even by posting the form herself.
+    for path in [
+        "/r/team-a/app/-/v1/untag".to_string(),
+        "/r/team-b/app/-/v1/untag".to_string(),
+    ] {
+        let resp = send(
+            &server,
+            "POST",
+            &path,
+            None,
+            &[("Cookie", &cookie), ("Origin", &origin), form],
+            b"",
+        );
+        assert!(
+            resp.status == 403 || resp.status == 404,
+            "POST {path} as alice: {}",
+            resp.status
+        );
+    }
+    let admin = basic("admin", "admin-pass");
+    assert_eq!(api_tags(&server, "team-a/app", Some(&admin)), ["v1"]);
+    assert_eq!(api_tags(&server, "team-b/app", Some(&admin)), ["v1"]);
+
+    // admin may, but not from another origin, and not without a session.
+    let (_, admin_cookie) = login_cookie(&server, "admin", "admin-pass");
+    let resp = send(
+        &server,
+        "POST",
+        "/r/team-b/app/-/v1/untag",
+        None,
+        &[
+            ("Cookie", &admin_cookie),
+            ("Origin", "http://evil.test"),
+            form,
+        ],
+        b"",
+    );
+    assert!(resp.status >= 400, "a cross-origin untag: {}", resp.status);
+    let resp = send(
+        &server,
+        "POST",
+        "/r/team-b/app/-/v1/untag",
+        None,
+        &[("Origin", &origin), form],
+        b"",
+    );
+    assert!(resp.status >= 400, "an anonymous untag: {}", resp.status);
+    assert_eq!(api_tags(&server, "team-b/app", Some(&admin)), ["v1"]);
+    let resp = send(
+        &server,
+        "POST",
+        "/r/team-b/app/-/v1/untag",
+        None,
+        &[("Cookie", &admin_cookie), ("Origin", &origin), form],
+        b"",
+    );
+    assert_eq!(resp.status, 303, "admin's untag: {}", resp.text());
+    assert!(api_tags(&server, "team-b/app", Some(&admin)).is_empty());
+
+    // Signing out clears the cookie, and this server refuses a copy of it from then on.
+    let resp = send(
+        &server,
+        "POST",
+        "/-/logout",
+        None,
+        &[("Cookie", &cookie), ("Origin", &origin), form],
+        b"",
+    );
+    assert!(
+        resp.status == 303 || resp.status == 302,
+        "logout: {}",
+        resp.status
+    );
+    let cleared = resp
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .any(|(_, v)| v.to_ascii_lowercase().contains("max-age=0") || v.contains("1970"));
+    assert!(
+        cleared,
+        "logout does not clear the cookie: {:?}",
+        resp.headers
+    );
+    let replay = send(&server, "GET", "/", None, &[("Cookie", &cookie)], &[]).text();
+    assert!(
+        repo_links(&replay).is_empty(),
+        "the session cookie still works after signing out"
+    );
+}

@@ -112,6 +112,11 @@ impl Browser {
             test: sanitize(test),
             step: 0,
         };
+        // A failure's files from an earlier run of this test would mislead.
+        let dir = artifacts_dir();
+        for suffix in ["failure.png", "failure.html", "failure-console.json"] {
+            let _ = std::fs::remove_file(dir.join(format!("{}-{suffix}", browser.test)));
+        }
         let user_data = profile.path().join("profile");
         browser._profile = profile;
         let mut args = vec![

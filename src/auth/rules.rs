@@ -72,33 +72,22 @@ impl Policy {
     /// Whether `who` may do `action` on `repository`. A signed-in user may always do what
     /// an anonymous caller may: clients send stored credentials on every request.
     pub fn allows(&self, who: &Identity, action: Action, repository: &str) -> bool {
-        let anonymous =
-            action == Action::Pull && self.anonymous_pull.iter().any(|p| glob(p, repository));
-        match who {
-            Identity::Anonymous => anonymous,
-            Identity::User(name) if action != Action::Pull && self.pull_only.contains(name) => {
-                false
-            }
-            Identity::User(name) => match &self.rules {
-                None => true,
-                Some(rules) => {
-                    anonymous
-                        || rules.iter().any(|r| {
-                            r.actions.contains(&action)
-                                && r.users.iter().any(|u| u == "*" || u == name)
-                                && r.repositories.iter().any(|p| glob(p, repository))
-                        })
-                }
-            },
-        }
+        self.grants(who, action, |patterns| {
+            patterns.iter().any(|p| glob(p, repository))
+        })
     }
 
     /// Whether `who` may do `action` on every repository there is or will be: granted by a
     /// `**` pattern (or by no rules at all). Conservative: patterns that happen to cover
     /// every name some other way do not count.
     pub fn allows_everywhere(&self, who: &Identity, action: Action) -> bool {
-        let everything = |patterns: &[String]| patterns.iter().any(|p| p == "**");
-        let anonymous = action == Action::Pull && everything(&self.anonymous_pull);
+        self.grants(who, action, |patterns| patterns.iter().any(|p| p == "**"))
+    }
+
+    /// The one decision behind [`Policy::allows`] and [`Policy::allows_everywhere`]:
+    /// `covers` says whether a rule's (or anonymous pull's) patterns cover what is asked.
+    fn grants(&self, who: &Identity, action: Action, covers: impl Fn(&[String]) -> bool) -> bool {
+        let anonymous = action == Action::Pull && covers(&self.anonymous_pull);
         match who {
             Identity::Anonymous => anonymous,
             Identity::User(name) if action != Action::Pull && self.pull_only.contains(name) => {
@@ -111,7 +100,7 @@ impl Policy {
                         || rules.iter().any(|r| {
                             r.actions.contains(&action)
                                 && r.users.iter().any(|u| u == "*" || u == name)
-                                && everything(&r.repositories)
+                                && covers(&r.repositories)
                         })
                 }
             },

@@ -119,6 +119,19 @@ pub fn value(s: impl AsRef<str>) -> HeaderValue {
     HeaderValue::from_str(s.as_ref()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// HTTP/2 carries the host in `:authority` only; `Location` URLs and origin checks are built
+/// from `Host`, so it is filled in from the URI when missing.
+pub fn fill_host(parts: &mut axum::http::request::Parts) {
+    if !parts.headers.contains_key(axum::http::header::HOST)
+        && let Some(host) = parts
+            .uri
+            .authority()
+            .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok())
+    {
+        parts.headers.insert(axum::http::header::HOST, host);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,15 +101,7 @@ async fn v2_entry(State(state): State<AppState>, req: Request) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let (mut parts, body) = req.into_parts();
-    // HTTP/2 carries the host in :authority only; Location URLs are built from Host.
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(host) = parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
-        parts.headers.insert(header::HOST, host);
-    }
+    http::fill_host(&mut parts);
     let declares_body = declares_body(&parts.headers);
     let (body, finished) = track_end(body);
     let head = Head::from_parts(parts, ());

@@ -124,14 +124,7 @@ impl UiState {
 
     async fn begin_with_body(&self, req: Request) -> Result<(Viewer, Parts, Body), Response> {
         let (mut parts, body) = req.into_parts();
-        if !parts.headers.contains_key(header::HOST)
-            && let Some(host) = parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
-            parts.headers.insert(header::HOST, host);
-        }
+        crate::registry::http::fill_host(&mut parts);
         let client = viewer::client_of(&parts.extensions);
         let sessions = (&self.0.key, &self.0.revoked);
         match Viewer::identify(self.0.auth.as_ref(), sessions, &parts.headers, client).await {

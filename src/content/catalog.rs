@@ -145,7 +145,9 @@ impl Content {
     }
 
     /// Makes the index the set of name markers (one listing): what other replicas pushed
-    /// and deleted since the last refresh.
+    /// and deleted since the last refresh. A name whose marker went but whose repository
+    /// still has manifests (emptied on one replica, pushed again on another that still
+    /// listed it) keeps its place, and its marker is written again.
     pub async fn refresh_names(&self) -> Result<(usize, usize)> {
         let epoch = self.names.begin();
         let listed = self
@@ -154,7 +156,20 @@ impl Content {
             .into_iter()
             .filter(|e| !e.is_dir)
             .map(|e| layout::name_of_marker(&e.name));
-        Ok(self.names.apply(epoch, listed))
+        let (added, gone) = self.names.apply(epoch, listed);
+        let mut removed = 0;
+        for name in gone {
+            let Ok(repo) = name.parse::<RepoName>() else {
+                removed += 1;
+                continue;
+            };
+            if self.dir_exists(&layout::manifests_dir(&repo)).await? {
+                self.note_repository(&repo).await;
+            } else {
+                removed += 1;
+            }
+        }
+        Ok((added, removed))
     }
 
     /// Walks the whole tree and makes the index, and the markers, what it finds. Markers
@@ -190,7 +205,8 @@ impl Content {
                 .put_content(&layout::name_markers_complete(), Bytes::new())
                 .await?;
         }
-        Ok(self.names.apply(epoch, found))
+        let (added, removed) = self.names.apply(epoch, found);
+        Ok((added, removed.len()))
     }
 
     /// Keeps the index current: loads it (retrying every `refresh` until storage answers),

@@ -177,3 +177,28 @@ async fn the_background_task_loads_refreshes_and_reports() {
     .expect("b learns of a's push within a refresh");
     task.abort();
 }
+
+#[tokio::test]
+async fn a_repository_emptied_on_one_replica_and_pushed_again_on_another_stays_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (replica(dir.path()), replica(dir.path()));
+    a.load_names().await.unwrap();
+    push(&a, "again/app", "v1").await;
+    b.load_names().await.unwrap();
+    assert_eq!(listed(&b), vec!["again/app"]);
+    // A empties it (on an object store the repository's keys are gone; here, its tree).
+    let name: RepoName = "again/app".parse().unwrap();
+    std::fs::remove_dir_all(dir.path().join("docker/registry/v2/repositories/again")).unwrap();
+    a.forget_repository_if_gone(&name).await.unwrap();
+    assert!(!dir.path().join("dockyard/names/again!app").exists());
+    // B, which still lists it, takes a push before its refresh: no marker is written then.
+    push(&b, "again/app", "v2").await;
+    assert_eq!(b.refresh_names().await.unwrap(), (0, 0), "B keeps it");
+    assert_eq!(listed(&b), vec!["again/app"]);
+    assert!(
+        dir.path().join("dockyard/names/again!app").is_file(),
+        "and writes its marker again"
+    );
+    assert_eq!(a.refresh_names().await.unwrap(), (1, 0));
+    assert_eq!(listed(&a), vec!["again/app"]);
+}

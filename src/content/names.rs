@@ -126,8 +126,12 @@ impl NameIndex {
     }
 
     /// Makes the index `listed`, except for names this process inserted or removed since
-    /// `epoch` began. Returns (added, removed) counts.
-    pub fn apply(&self, epoch: u64, listed: impl IntoIterator<Item = String>) -> (usize, usize) {
+    /// `epoch` began. Returns how many names were added, and the names removed.
+    pub fn apply(
+        &self,
+        epoch: u64,
+        listed: impl IntoIterator<Item = String>,
+    ) -> (usize, Vec<String>) {
         let mut inner = self.write();
         let mut fresh = BTreeMap::new();
         let mut name_bytes = 0;
@@ -143,7 +147,7 @@ impl NameIndex {
             name_bytes += name.len();
             fresh.insert(name, since);
         }
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for (name, &since) in &inner.names {
             if fresh.contains_key(name) {
                 continue;
@@ -152,7 +156,7 @@ impl NameIndex {
                 name_bytes += name.len();
                 fresh.insert(name.clone(), since);
             } else {
-                removed += 1;
+                removed.push(name.clone());
             }
         }
         inner.names = fresh;
@@ -284,14 +288,20 @@ mod tests {
         i.remove("removed-here");
         // The listing saw neither change, and another replica removed gone-elsewhere.
         let listed = ["kept", "removed-here", "added-elsewhere"].map(String::from);
-        assert_eq!(i.apply(epoch, listed), (1, 1));
+        assert_eq!(
+            i.apply(epoch, listed),
+            (1, vec!["gone-elsewhere".to_owned()])
+        );
         assert_eq!(
             i.page(None, 10, |_| true).0,
             vec!["added-elsewhere", "kept", "new-here"]
         );
         // The next listing is the truth again.
         let epoch = i.begin();
-        assert_eq!(i.apply(epoch, ["kept".to_owned()]), (0, 2));
+        assert_eq!(
+            i.apply(epoch, ["kept".to_owned()]),
+            (0, vec!["added-elsewhere".to_owned(), "new-here".to_owned()])
+        );
         assert_eq!(i.page(None, 10, |_| true).0, vec!["kept"]);
         assert_eq!(i.approx_bytes(), 4 + ENTRY_OVERHEAD);
     }

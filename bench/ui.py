@@ -46,171 +46,26 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-BENCH_DIR = os.environ.get("BENCH_DIR", "/var/tmp/dockyard-bench")
-CACHE = os.path.join(BENCH_DIR, "cache")
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+import harness
+from harness import (BENCH_DIR, CACHE, RESULTS, ROOT, ROUNDS, SELF_TEST, Rounds, die, fmt, free_port, log,
+                     order, pct, row, say, spawn, stop, stop_all, table_head)
+
 REPOS = int(os.environ.get("BENCH_UI_REPOS", "10000"))
 TAGS = int(os.environ.get("BENCH_UI_TAGS", "10"))
 TTFB_REQUESTS = int(os.environ.get("BENCH_UI_TTFB", "200"))
 SEARCHES = int(os.environ.get("BENCH_UI_SEARCHES", "500"))
-SELF_TEST = os.environ.get("BENCH_SELF_TEST", "0") == "1"
-SLOTS = ("dockyard", "distribution")
 ALL = ("catalog", "ui", "startup", "memory")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
-PROCS = {}
-RESULTS = []
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def say(line=""):
-    RESULTS.append(line)
-    log(line)
-
-
-def die(msg):
-    log(f"bench/ui.py: {msg}")
-    stop_all()
-    sys.exit(1)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def spawn(argv, logfile, env):
-    out = open(logfile, "ab")
-    p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    out.close()
-    PROCS[p.pid] = p
-    return p
-
-
-def stop(p, timeout=10):
-    if p is None or p.pid not in PROCS:
-        return
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    del PROCS[p.pid]
-
-
-def stop_all():
-    for p in list(PROCS.values()):
-        stop(p)
-
-
-def building():
-    if os.environ.get("BENCH_IGNORE_BUILDS", "0") == "1":
-        return False
-    for name in ("cargo", "rustc", "clippy-driver"):
-        if subprocess.run(["pgrep", "-x", name], stdout=subprocess.DEVNULL).returncode == 0:
-            return True
-    return False
-
-
-def wait_quiet():
-    limit, waited = int(os.environ.get("BENCH_BUILD_WAIT", "3600")), 0
-    while building():
-        if waited >= limit:
-            die(f"a cargo build is still running after {limit}s; giving up")
-        if waited == 0:
-            log("  waiting for a running cargo/rustc build to finish...")
-        time.sleep(10)
-        waited += 10
-
-
-class Rounds:
-    """ROUNDS rounds; one during which a cargo build ran is dropped and measured again (at most
-    BENCH_RETRIES times per scenario). Values are kept per (metric, slot)."""
-
-    def __init__(self, rounds=ROUNDS, builds_matter=True):
-        self.rounds = rounds
-        self.builds_matter = builds_matter
-        self.vals = {}
-        self.retries = int(os.environ.get("BENCH_RETRIES", "5"))
-
-    def run(self, fn):
-        r = 1
-        while r <= self.rounds:
-            if self.builds_matter:
-                wait_quiet()
-            got = {}
-
-            def record(metric, slot, value):
-                got.setdefault((metric, slot), []).append(value)
-
-            fn(r, record)
-            if self.builds_matter and building() and self.retries > 0:
-                self.retries -= 1
-                log("  a cargo build ran during this round: dropped, measuring it again")
-                continue
-            for k, v in got.items():
-                self.vals.setdefault(k, []).extend(v)
-            r += 1
-
-    def median(self, metric, slot):
-        v = self.vals.get((metric, slot))
-        return statistics.median(v) if v else float("nan")
-
-
-def order(r):
-    return SLOTS if r % 2 else SLOTS[::-1]
-
-
-def fmt(x):
-    if x != x:
-        return "nan"
-    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.1f}" if abs(x) >= 10 else f"{x:.3f}"
-
-
-def table_head(title, cols=("dockyard", "distribution")):
-    say()
-    say(f"== {title} ==")
-    say(f"{'metric':<40} {cols[0]:>12} {cols[1]:>12} {'ratio':>8}  {'target':<17} result")
-
-
-def row(label, a, b=float("nan"), rule=""):
-    ratio = a / b if b and b == b and a == a else float("nan")
-    verdict = ""
-    m = re.fullmatch(r"(ratio|dockyard)(<=|>=)([0-9.]+)", rule)
-    if m:
-        x = ratio if m[1] == "ratio" else a
-        lim = float(m[3])
-        ok = x <= lim if m[2] == "<=" else x >= lim
-        verdict = "PASS" if ok and x == x else "MISS"
-        rule = f"{m[1]} {m[2]} {m[3]}"
-    rs = f"{ratio:.3f}x" if ratio == ratio else "-"
-    bs = fmt(b) if b == b else "-"
-    say(f"{label:<40} {fmt(a):>12} {bs:>12} {rs:>8}  {rule:<17} {verdict}")
-
-
-def pct(values, p):
-    v = sorted(values)
-    if not v:
-        return float("nan")
-    k = max(0, min(len(v) - 1, int(round(p / 100 * len(v) + 0.5)) - 1))
-    return v[k]
+harness.LABEL_WIDTH = 40
+harness.RATIO_DIGITS = 3
 
 
 # --- the data: distribution's layout, written directly --------------------------------------------
@@ -529,7 +384,7 @@ class Bench:
             rounds = Rounds()
             want = None
 
-            def one(r, record):
+            def one(r, record, _check):
                 nonlocal want
                 for slot in order(r):
                     srv = self.start(slot, "/v2/_catalog?n=1" if slot == "dockyard" and not SELF_TEST else "/v2/")
@@ -567,7 +422,7 @@ class Bench:
         rounds = Rounds()
         repo_pages = [f"/r/{n}" for n in random.Random(3).sample(self.names, 50)]
 
-        def one(r, record):
+        def one(r, record, _check):
             srv = self.start(slot, "/v2/_catalog?n=1")
             # Warm-up: the page, one search and the repository pages once each.
             ttfb(srv.base, "/")
@@ -607,7 +462,7 @@ class Bench:
         rounds = Rounds()
         catalog_path = "/v2/_catalog?n=1"
 
-        def one(r, record):
+        def one(r, record, _check):
             for slot in order(r):
                 if slot == "dockyard" and not SELF_TEST:
                     shutil.rmtree(self.markers, ignore_errors=True)
@@ -650,7 +505,7 @@ class Bench:
         empty = os.path.join(self.run_dir, "empty")
         os.makedirs(empty, exist_ok=True)
 
-        def one(r, record):
+        def one(r, record, _check):
             srv = Server(self, "dockyard", empty, "/v2/_catalog?n=1")
             time.sleep(0.5)
             record("rss-empty", "dockyard", srv.rss_kib() / 1024)

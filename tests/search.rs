@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::dockerd::Dockerd;
-use common::http::{self, Response};
+use common::http::{self, Response, basic};
 use common::oci::{self, OCI_MANIFEST};
 use common::{Server, Target, run, run_capture};
 use serde_json::Value;
@@ -32,24 +32,6 @@ fn send(server: &Server, path: &str, auth: Option<&str>) -> Response {
     }
     http::request(&server.addr, "GET", path, &headers, &[])
         .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-}
-
-fn basic(user: &str, password: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("base64")
-        .arg("-w0")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{user}:{password}").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    format!("Basic {}", String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// Pushes one small image to every repository of [`REPOS`] over the API, as `auth`.

@@ -30,7 +30,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::browser::{Browser, BrowserOptions};
-use common::http::{self, Response};
+use common::http::{self, Response, basic};
 use common::oci::{self, ImageInfo, OCI_INDEX, OCI_MANIFEST};
 use common::registry::push_layout;
 use common::{Server, Target, run};
@@ -70,25 +70,6 @@ fn send(
     }
     http::request(&server.addr, method, path, &all, body)
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
-}
-
-fn basic(user: &str, password: &str) -> String {
-    use std::io::Write;
-    // base64 through coreutils, to need no crate for it.
-    let mut child = Command::new("base64")
-        .arg("-w0")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{user}:{password}").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    format!("Basic {}", String::from_utf8(out.stdout).unwrap().trim())
 }
 
 /// Uploads a blob to `repo` (POST, then one PUT with the digest).

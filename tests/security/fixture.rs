@@ -113,30 +113,7 @@ pub fn dockyard_only(target: Target, what: &str) -> bool {
     skip
 }
 
-/// `Basic <base64(user:password)>`.
-pub fn basic(user: &str, password: &str) -> String {
-    format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
-}
-
-/// Standard base64 with padding (no base64 crate among the dev-dependencies).
-pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
+pub use super::common::http::basic;
 
 /// Sends one request with an optional `Authorization` value and extra headers.
 pub fn send(
@@ -264,20 +241,4 @@ pub fn catalog_names(resp: &Response) -> Vec<String> {
         .flatten()
         .map(|r| r.as_str().unwrap_or_default().to_string())
         .collect()
-}
-
-#[test]
-fn base64_matches_rfc_4648_vectors() {
-    let vectors = [
-        ("", ""),
-        ("f", "Zg=="),
-        ("fo", "Zm8="),
-        ("foo", "Zm9v"),
-        ("foob", "Zm9vYg=="),
-        ("fooba", "Zm9vYmE="),
-        ("foobar", "Zm9vYmFy"),
-    ];
-    for (plain, encoded) in vectors {
-        assert_eq!(base64(plain.as_bytes()), encoded, "{plain:?}");
-    }
 }

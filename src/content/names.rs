@@ -315,7 +315,13 @@ mod tests {
             async move { i.wait_ready().await }
         });
         i.mark_ready();
-        waiter.await.unwrap();
-        i.wait_ready().await;
+        let bounded = std::time::Duration::from_secs(5);
+        tokio::time::timeout(bounded, waiter)
+            .await
+            .expect("a waiter wakes when the index is marked ready")
+            .unwrap();
+        tokio::time::timeout(bounded, i.wait_ready())
+            .await
+            .expect("a ready index does not wait");
     }
 }

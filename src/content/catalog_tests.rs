@@ -202,3 +202,43 @@ async fn a_repository_emptied_on_one_replica_and_pushed_again_on_another_stays_l
     assert_eq!(a.refresh_names().await.unwrap(), (1, 0));
     assert_eq!(listed(&a), vec!["again/app"]);
 }
+
+#[tokio::test]
+async fn garbage_collection_that_empties_a_repository_on_an_object_store_drops_its_name() {
+    // The memory driver has an object store's directories: gone with their last object.
+    let c = Content::new(
+        Arc::new(crate::storage::memory::MemoryDriver::new()),
+        ContentOptions::default(),
+    );
+    c.load_names().await.unwrap();
+    push(&c, "kept/app", "v1").await;
+    let name: RepoName = "gone/app".parse().unwrap();
+    c.put_manifest(
+        &name,
+        &Reference::Digest(crate::oci::Digest::of(
+            crate::oci::Algorithm::Sha256,
+            &empty_index("untagged"),
+        )),
+        &[],
+        empty_index("untagged"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed(&c), vec!["gone/app", "kept/app"]);
+    let report = c
+        .collect_garbage(&super::GcOptions {
+            dry_run: false,
+            delete_untagged: true,
+            grace: Duration::ZERO,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.manifests_deleted.len(), 1);
+    assert_eq!(listed(&c), vec!["kept/app"]);
+    assert_eq!(
+        c.repositories().await.unwrap(),
+        listed(&c),
+        "the index agrees with a walk"
+    );
+}

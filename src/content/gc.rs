@@ -128,6 +128,7 @@ impl Content {
         }
         if !unlinked.is_empty() {
             self.prune_tag_history(repo, &unlinked).await?;
+            self.forget_repository_if_gone(repo).await?;
         }
         Ok(())
     }
@@ -245,7 +246,7 @@ impl Content {
             self.remove(link.strip_suffix("/link").unwrap_or(&link))
                 .await?;
         }
-        self.forget_repository_if_gone(repo).await
+        Ok(())
     }
 
     /// Deletes the bytes of every blob neither marked nor young.
